@@ -1,0 +1,36 @@
+# troth — two commands for a newcomer: `make run` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+SEED := examples/seed-service/policy.yaml
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
+.PHONY: run test lint bench venv clean
+
+$(BIN)/troth: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(BIN)/troth
+
+venv: $(BIN)/troth
+
+run: venv
+	$(BIN)/troth check $(SEED)
+	$(BIN)/troth render $(SEED) --format html -o build/policy
+	$(BIN)/troth serve $(SEED) --host $(HOST) --port $(PORT)
+
+lint: venv
+	$(BIN)/ruff check src tests bench scripts
+	$(BIN)/ruff format --check src tests bench scripts
+	$(BIN)/mypy
+
+test: venv lint
+	$(BIN)/pytest
+
+bench: venv
+	$(BIN)/python bench/policy.py
+
+clean:
+	rm -rf $(VENV) build .pytest_cache .mypy_cache .ruff_cache

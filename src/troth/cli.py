@@ -1,0 +1,184 @@
+"""The ``troth`` command: check, render, diff and serve a policy.
+
+Exit codes: 0 clean; 1 the policy has lint errors (check) or material changes (diff);
+2 a file could not be used. A user's mistake never ends in a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from troth.errors import TrothError
+from troth.policy.diff import diff_policies
+from troth.policy.lint import Finding, lint
+from troth.policy.loader import LoadedPolicy, load_policy
+from troth.render.check import reference_findings
+from troth.render.i18n import available_locales
+from troth.render.output import write_bundle
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    name="troth",
+    help="Make a privacy policy true in running software.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+class OutputFormat(StrEnum):
+    text = "text"
+    json = "json"
+
+
+class RenderFormat(StrEnum):
+    html = "html"
+    md = "md"
+    json = "json"
+
+
+PolicyArg = Annotated[Path, typer.Argument(help="Path to policy.yaml", show_default=False)]
+
+
+def _fail(exc: TrothError, code: int = 2) -> typer.Exit:
+    typer.echo(str(exc), err=True)
+    return typer.Exit(code)
+
+
+def _load(path: Path) -> LoadedPolicy:
+    try:
+        return load_policy(path)
+    except TrothError as exc:
+        raise _fail(exc) from None
+
+
+@app.command()
+def check(
+    policy: PolicyArg,
+    output: Annotated[
+        OutputFormat, typer.Option("--format", "-f", help="text or json")
+    ] = OutputFormat.text,
+) -> None:
+    """Validate and lint a policy. Exit 0 clean, 1 lint errors, 2 invalid file."""
+    loaded = _load(policy)
+    findings: list[Finding] = lint(loaded, available_locales()) + reference_findings(loaded)
+    errors = [f for f in findings if f.severity == "error"]
+    if output is OutputFormat.json:
+        typer.echo(
+            json.dumps(
+                {
+                    "file": str(policy),
+                    "version": loaded.policy.version,
+                    "valid": True,
+                    "errors": len(errors),
+                    "warnings": len(findings) - len(errors),
+                    "findings": [f.as_dict() for f in findings],
+                },
+                ensure_ascii=False,
+                indent=2,
+            )
+        )
+    else:
+        for finding in findings:
+            typer.echo(str(finding))
+        p = loaded.policy
+        typer.echo(
+            f"{policy}: {p.service} policy {p.version}: {len(p.purposes)} purposes, "
+            f"{sum(len(x.activities) for x in p.purposes)} activities, "
+            f"{len(p.tracking)} tracking technologies, {len(p.recipients)} recipients — "
+            f"{len(errors)} errors, {len(findings) - len(errors)} warnings"
+        )
+    raise typer.Exit(1 if errors else 0)
+
+
+@app.command()
+def render(
+    policy: PolicyArg,
+    output_dir: Annotated[Path, typer.Option("--output", "-o", help="Directory to write to")],
+    fmt: Annotated[RenderFormat, typer.Option("--format", "-f")] = RenderFormat.html,
+    locale: Annotated[
+        list[str] | None,
+        typer.Option("--locale", "-l", help="Locale to render; repeat for several (default: all)"),
+    ] = None,
+) -> None:
+    """Render the privacy policy, its tables and the record of processing."""
+    loaded = _load(policy)
+    locales = locale or loaded.policy.languages
+    unknown = [x for x in locales if x not in loaded.policy.languages]
+    if unknown:
+        typer.echo(
+            f"{policy}: the policy has no language {', '.join(unknown)}; it declares "
+            + ", ".join(loaded.policy.languages),
+            err=True,
+        )
+        raise typer.Exit(2)
+    try:
+        written = write_bundle(loaded.policy, fmt.value, locales, output_dir)
+    except TrothError as exc:
+        raise _fail(exc) from None
+    except OSError as exc:
+        typer.echo(f"{output_dir}: cannot write: {exc.strerror}", err=True)
+        raise typer.Exit(2) from None
+    for path in written:
+        typer.echo(str(path))
+
+
+@app.command()
+def diff(
+    old: Annotated[Path, typer.Argument(help="The published version")],
+    new: Annotated[Path, typer.Argument(help="The proposed version")],
+    output: Annotated[OutputFormat, typer.Option("--format", "-f")] = OutputFormat.text,
+) -> None:
+    """Semantic diff of two policy versions. Exit 1 when a change is material."""
+    result = diff_policies(_load(old).policy, _load(new).policy)
+    if output is OutputFormat.json:
+        typer.echo(json.dumps(result.as_dict(), ensure_ascii=False, indent=2))
+    else:
+        typer.echo(f"{old} ({result.old_version}) -> {new} ({result.new_version})")
+        for c in result.changes:
+            flag = "MATERIAL" if c.material else "minor   "
+            again = f"  [ask again: {', '.join(c.reconsent)}]" if c.reconsent else ""
+            typer.echo(f"  {flag} {c.kind:<9} {c.entity:<17} {c.id}: {c.detail}{again}")
+        if not result.changes:
+            typer.echo("  no changes")
+        typer.echo(
+            f"{len(result.material)} material change(s); ask again for: "
+            + (", ".join(result.reconsent) or "nothing")
+        )
+    raise typer.Exit(1 if result.material else 0)
+
+
+@app.command()
+def serve(
+    policy: PolicyArg,
+    host: Annotated[str, typer.Option(help="Interface to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on")] = 8000,
+) -> None:
+    """Serve the rendered policy pages (and, as troth grows, its API)."""
+    import uvicorn
+
+    from troth.web.app import create_app
+
+    loaded = _load(policy)
+    try:
+        application = create_app(loaded.policy)
+    except TrothError as exc:
+        raise _fail(exc) from None
+    typer.echo(
+        f"troth: serving {loaded.policy.service} policy {loaded.policy.version} on http://{host}:{port}/privacy"
+    )
+    uvicorn.run(application, host=host, port=port, log_level="info", access_log=False)
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.exit(130)

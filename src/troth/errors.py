@@ -1,0 +1,78 @@
+"""The one exception hierarchy of troth.
+
+    TrothError                  anything troth raises on purpose
+    ├── PolicyError             a policy file that cannot be used
+    │   └── PolicyFileError     ... with the place it went wrong (file:line:col)
+    ├── VocabularyError         a term outside the shipped vocabulary
+    └── RenderError             a policy that loads but cannot be rendered
+
+Entry points (CLI, web) catch ``TrothError`` and turn it into a clear message and a
+non-zero exit or a 4xx; anything else is a bug in troth and is allowed to surface.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = [
+    "Location",
+    "PolicyError",
+    "PolicyFileError",
+    "Problem",
+    "RenderError",
+    "TrothError",
+    "VocabularyError",
+]
+
+
+class TrothError(Exception):
+    """Base of every error troth raises on purpose."""
+
+
+@dataclass(frozen=True)
+class Location:
+    """A place in a file, 1-based, as editors show it."""
+
+    path: str
+    line: int
+    column: int
+
+    def __str__(self) -> str:
+        return f"{self.path}:{self.line}:{self.column}"
+
+
+class PolicyError(TrothError):
+    """A policy that cannot be loaded or used."""
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with a file, at one place."""
+
+    location: Location
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.location}: {self.message}"
+
+
+class PolicyFileError(PolicyError):
+    """A policy file that cannot be loaded; each problem reads ``path:LINE:COL: message``."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        if not problems:
+            raise ValueError("PolicyFileError needs at least one problem")
+        self.problems = sorted(problems, key=lambda p: (p.location.line, p.location.column))
+        super().__init__("\n".join(str(p) for p in self.problems))
+
+    @classmethod
+    def at(cls, path: str, line: int, column: int, message: str) -> PolicyFileError:
+        return cls([Problem(Location(path, line, column), message)])
+
+
+class VocabularyError(TrothError):
+    """A term that is not in troth's shipped vocabulary."""
+
+
+class RenderError(TrothError):
+    """A policy that loads but cannot be rendered (for example an unknown locale)."""

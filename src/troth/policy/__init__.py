@@ -1,0 +1,1 @@
+"""The policy model: loading, validating and resolving a troth policy."""

@@ -1,0 +1,439 @@
+"""Lint: what a valid policy file can still get wrong, legally or logically.
+
+Each rule has a stable code. Errors make ``troth check`` exit 1; warnings are reported.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Collection, Iterator
+from dataclasses import dataclass
+from typing import Any, Literal, get_args
+
+from pydantic import BaseModel
+
+from troth.errors import Location
+from troth.policy.loader import LoadedPolicy
+from troth.policy.model import Policy
+from troth.policy.vocabulary import vocabulary
+
+__all__ = ["Finding", "lint"]
+
+Loc = tuple[str | int, ...]
+Severity = Literal["error", "warning"]
+
+
+@dataclass(frozen=True)
+class Finding:
+    severity: Severity
+    code: str
+    loc: Loc
+    message: str
+    location: Location | None = None
+
+    def __str__(self) -> str:
+        where = f"{self.location}: " if self.location else ""
+        return f"{where}{self.severity} {self.code}: {self.message}"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "severity": self.severity,
+            "code": self.code,
+            "message": self.message,
+            "path": _dotted(self.loc),
+            "file": self.location.path if self.location else None,
+            "line": self.location.line if self.location else None,
+            "column": self.location.column if self.location else None,
+        }
+
+
+def _dotted(loc: Loc) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else part)
+    return out
+
+
+def lint(loaded: LoadedPolicy, locales: Collection[str] | None = None) -> list[Finding]:
+    """Every finding for a loaded policy, errors first, each with its place in the file."""
+    policy = loaded.policy
+    found: list[Finding] = []
+    for rule in _RULES:
+        found.extend(rule(policy))
+    if locales is not None:
+        for i, lang in enumerate(policy.languages):
+            if lang not in locales:
+                found.append(
+                    Finding(
+                        "error",
+                        "T053",
+                        ("languages", i),
+                        f"troth has no message catalogue for '{lang}'; available: "
+                        + ", ".join(sorted(locales)),
+                    )
+                )
+    located = [
+        Finding(f.severity, f.code, f.loc, f.message, loaded.source.location(f.loc)) for f in found
+    ]
+    return sorted(
+        located,
+        key=lambda f: (f.severity != "error", f.location.line if f.location else 0, f.code),
+    )
+
+
+def _basis_kind(basis: str) -> str | None:
+    vocab = vocabulary()
+    return vocab.basis_kind(vocab.legal_basis(basis))
+
+
+def _activities(policy: Policy) -> Iterator[tuple[Loc, Any]]:
+    for pi, purpose in enumerate(policy.purposes):
+        for ai, activity in enumerate(purpose.activities):
+            yield ("purposes", pi, "activities", ai), activity
+
+
+def _bases(policy: Policy) -> Iterator[Finding]:
+    required = {c.id for c in policy.consent_categories if c.required}
+    for loc, a in _activities(policy):
+        kind = _basis_kind(a.basis)
+        if kind == "legitimate_interest" and not a.legitimate_interest:
+            yield Finding(
+                "error",
+                "T001",
+                (*loc, "basis"),
+                f"activity '{a.id}' relies on legitimate interest but does not state the "
+                "interest (add 'legitimate_interest'; GDPR Art. 13(1)(d))",
+            )
+        if kind == "consent" and not a.consent:
+            yield Finding(
+                "error",
+                "T002",
+                (*loc, "basis"),
+                f"activity '{a.id}' relies on consent but does not name its consent category "
+                "(add 'consent')",
+            )
+        if kind != "consent" and a.consent:
+            yield Finding(
+                "error",
+                "T003",
+                (*loc, "consent"),
+                f"activity '{a.id}' names consent '{a.consent}' but its legal basis is "
+                f"{kind or a.basis}; give it its own activity with basis 'consent'",
+            )
+        if kind == "consent" and a.consent in required:
+            yield Finding(
+                "error",
+                "T005",
+                (*loc, "consent"),
+                f"activity '{a.id}' depends on consent '{a.consent}', which cannot be refused "
+                "(required: true); consent that cannot be refused is not consent",
+            )
+        if kind == "legal_obligation" and not a.legal_obligation:
+            yield Finding(
+                "warning",
+                "T004",
+                (*loc, "basis"),
+                f"activity '{a.id}' relies on a legal obligation but does not name it "
+                "(add 'legal_obligation')",
+            )
+        if a.retention is None:
+            yield Finding(
+                "error",
+                "T042",
+                loc,
+                f"activity '{a.id}' does not say how long its data is kept (add 'retention'; "
+                "GDPR Art. 13(2)(a))",
+            )
+
+
+def _tracking(policy: Policy) -> Iterator[Finding]:
+    required = {c.id for c in policy.consent_categories if c.required}
+    purposes = {p.id: p for p in policy.purposes}
+    recipients = {r.id: r for r in policy.recipients}
+    for ti, tech in enumerate(policy.tracking):
+        loc: Loc = ("tracking", ti)
+        acts = [a for pid in tech.purposes if pid in purposes for a in purposes[pid].activities]
+        if tech.category in required:
+            if acts and all(_basis_kind(a.basis) == "consent" for a in acts):
+                yield Finding(
+                    "error",
+                    "T010",
+                    (*loc, "purposes"),
+                    f"'{tech.id}' is {tech.category} (set without consent) but every activity "
+                    "of its purposes needs consent",
+                )
+        elif not any(
+            _basis_kind(a.basis) == "consent" and a.consent == tech.category for a in acts
+        ):
+            yield Finding(
+                "error",
+                "T010",
+                (*loc, "purposes"),
+                f"'{tech.id}' is a {tech.category} technology, but none of its purposes "
+                f"({', '.join(tech.purposes)}) has an activity based on consent '{tech.category}'",
+            )
+        if tech.party == "third" and tech.vendor is None:
+            yield Finding(
+                "error",
+                "T011",
+                loc,
+                f"third-party '{tech.id}' does not name its vendor (add 'vendor': a recipient id)",
+            )
+        if tech.type in ("cookie", "local_storage") and tech.expiry is None:
+            yield Finding(
+                "error", "T012", loc, f"{tech.type} '{tech.id}' does not say when it expires"
+            )
+        vendor = recipients.get(tech.vendor or "")
+        if vendor is not None:
+            missing = [p for p in tech.purposes if p not in vendor.purposes]
+            if missing:
+                yield Finding(
+                    "warning",
+                    "T013",
+                    (*loc, "vendor"),
+                    f"'{tech.id}' serves {', '.join(missing)} but its vendor '{vendor.id}' is "
+                    "not declared as a recipient for that",
+                )
+
+
+def _controller_region(policy: Policy) -> set[str]:
+    vocab = vocabulary()
+    eea = vocab.members("EEA")
+    region: set[str] = set()
+    for code in policy.controller.establishments:
+        members = vocab.members(code)
+        region |= eea if members & eea else members
+    return region
+
+
+def _recipients(policy: Policy) -> Iterator[Finding]:
+    vocab = vocabulary()
+    region = _controller_region(policy)
+    for ri, r in enumerate(policy.recipients):
+        loc: Loc = ("recipients", ri)
+        outside = [c for c in r.countries if not vocab.members(c) <= region]
+        if outside and r.transfer is None:
+            yield Finding(
+                "error",
+                "T020",
+                (*loc, "countries"),
+                f"recipient '{r.id}' is in {', '.join(outside)}, outside the controller's region, "
+                "but has no transfer mechanism (add 'transfer'; GDPR Chapter V)",
+            )
+        if r.transfer is not None:
+            t = r.transfer
+            if t.mechanism == "eu-gdpr:A46-2-c" and t.scc_module is None:
+                yield Finding(
+                    "error",
+                    "T021",
+                    (*loc, "transfer"),
+                    f"recipient '{r.id}' uses standard contractual clauses but does not say "
+                    "which module (add 'scc_module': 1-4)",
+                )
+            if t.valid_until is not None and t.valid_until < policy.effective:
+                yield Finding(
+                    "error",
+                    "T022",
+                    (*loc, "transfer", "valid_until"),
+                    f"the transfer mechanism of '{r.id}' expired on {t.valid_until}, before the "
+                    f"policy takes effect ({policy.effective})",
+                )
+        if r.type == "advertising_network" and r.opt_out is None:
+            yield Finding(
+                "warning",
+                "T023",
+                loc,
+                f"advertising network '{r.id}' has no opt-out link (add 'opt_out')",
+            )
+        served = {
+            c for pid in r.purposes for _, a in _purpose_acts(policy, pid) for c in a.categories
+        }
+        for ci, cat in enumerate(r.categories):
+            if cat not in served:
+                yield Finding(
+                    "warning",
+                    "T033",
+                    (*loc, "categories", ci),
+                    f"recipient '{r.id}' receives '{cat}', which none of its purposes processes",
+                )
+
+
+def _purpose_acts(policy: Policy, pid: str) -> list[tuple[str, Any]]:
+    return [(p.id, a) for p in policy.purposes if p.id == pid for a in p.activities]
+
+
+def _usage(policy: Policy) -> Iterator[Finding]:
+    used_cats = {c for _, a in policy.activities() for c in a.categories}
+    used_subjects = {s for _, a in policy.activities() for s in a.subjects}
+    used_consents = {a.consent for _, a in policy.activities() if a.consent} | {
+        t.category for t in policy.tracking
+    }
+    for i, c in enumerate(policy.categories):
+        if c.id not in used_cats:
+            yield Finding(
+                "error",
+                "T030",
+                ("categories", i),
+                f"data category '{c.id}' is declared but no activity uses it",
+            )
+        if c.source in ("third_party", "public") and c.source_detail is None:
+            yield Finding(
+                "error",
+                "T043",
+                ("categories", i, "source"),
+                f"data category '{c.id}' is not collected from the person; say where it comes "
+                "from (add 'source_detail'; GDPR Art. 14(2)(f))",
+            )
+    for i, s in enumerate(policy.subjects):
+        if s.id not in used_subjects:
+            yield Finding("warning", "T031", ("subjects", i), f"data subject '{s.id}' is not used")
+    for i, cc in enumerate(policy.consent_categories):
+        if cc.id not in used_consents and not cc.required:
+            yield Finding(
+                "warning",
+                "T032",
+                ("consent_categories", i),
+                f"consent category '{cc.id}' is not asked for by any activity or technology",
+            )
+        if cc.required and cc.id != "necessary" and cc.required_reason is None:
+            yield Finding(
+                "error",
+                "T047",
+                ("consent_categories", i, "required"),
+                f"'{cc.id}' cannot be refused; say why it is strictly necessary "
+                "(add 'required_reason')",
+            )
+
+
+_RIGHT_ARTICLES = {
+    "access": "Art. 15",
+    "rectification": "Art. 16",
+    "erasure": "Art. 17",
+    "restriction": "Art. 18",
+    "portability": "Art. 20",
+    "objection": "Art. 21",
+    "withdraw_consent": "Art. 7(3), 13(2)(c)",
+    "complaint": "Art. 13(2)(d), 77",
+}
+
+
+def _transparency(policy: Policy) -> Iterator[Finding]:
+    given = {r.right for r in policy.rights}
+    uses_consent = any(_basis_kind(a.basis) == "consent" for _, a in policy.activities())
+    for right, article in _RIGHT_ARTICLES.items():
+        if right == "withdraw_consent" and not uses_consent:
+            continue
+        if right not in given:
+            yield Finding(
+                "error",
+                "T040",
+                ("rights",),
+                f"the policy does not tell people about the right '{right}' (GDPR {article})",
+            )
+    if "automated_decisions" not in given:
+        yield Finding(
+            "warning",
+            "T045",
+            ("rights",),
+            "the policy does not say whether automated decision-making is used "
+            "(GDPR Art. 13(2)(f))",
+        )
+    if not any(j.authority for j in policy.jurisdictions):
+        yield Finding(
+            "error",
+            "T041",
+            ("jurisdictions",),
+            "no supervisory authority is named for complaints (GDPR Art. 13(2)(d))",
+        )
+    if not policy.recipients:
+        yield Finding(
+            "warning",
+            "T044",
+            ("recipients",),
+            "no recipients are declared; if none receive data, say so (GDPR Art. 13(1)(e))",
+        )
+    if policy.controller.dpo is None:
+        yield Finding(
+            "warning",
+            "T046",
+            ("controller",),
+            "no data protection officer contact (GDPR Art. 13(1)(b), where one is designated)",
+        )
+    defaults = [i for i, j in enumerate(policy.jurisdictions) if j.default]
+    if policy.jurisdictions and len(defaults) != 1:
+        yield Finding(
+            "error" if defaults else "warning",
+            "T052",
+            ("jurisdictions",),
+            "exactly one jurisdiction should be 'default: true' (used when a visitor's region "
+            "is unknown)",
+        )
+    for i, j in enumerate(policy.jurisdictions):
+        if j.gpc == "opt_out" and not j.gpc_refuses:
+            yield Finding(
+                "warning",
+                "T054",
+                ("jurisdictions", i, "gpc"),
+                f"jurisdiction '{j.id}' honours GPC but lists no category it refuses "
+                "(add 'gpc_refuses')",
+            )
+
+
+def _examples(policy: Policy) -> Iterator[Finding]:
+    for i, path in enumerate(policy.example_values):
+        yield Finding(
+            "warning",
+            "T051",
+            ("example_values", i),
+            f"'{path}' is an example value; replace it before publishing",
+        )
+
+
+def _translations(policy: Policy) -> Iterator[Finding]:
+    if len(policy.languages) < 2:
+        return
+    yield from _walk_texts(policy, (), policy.languages, policy.default_language)
+
+
+def _walk_texts(model: BaseModel, loc: Loc, langs: list[str], default: str) -> Iterator[Finding]:
+    text_fields = _text_fields(type(model))
+    for name in type(model).model_fields:
+        value = getattr(model, name)
+        here: Loc = (*loc, name)
+        if name in text_fields and value is not None:
+            items = value if isinstance(value, list) else [value]
+            for i, item in enumerate(items):
+                at = (*here, i) if isinstance(value, list) else here
+                have = {default} if isinstance(item, str) else set(item)
+                missing = [lang for lang in langs if lang not in have]
+                if missing:
+                    yield Finding(
+                        "warning",
+                        "T050",
+                        at,
+                        f"{_dotted(at)} has no {', '.join(missing)} translation",
+                    )
+        elif isinstance(value, BaseModel):
+            yield from _walk_texts(value, here, langs, default)
+        elif isinstance(value, list):
+            for i, item in enumerate(value):
+                if isinstance(item, BaseModel):
+                    yield from _walk_texts(item, (*here, i), langs, default)
+
+
+@functools.cache
+def _text_fields(cls: type[BaseModel]) -> frozenset[str]:
+    out = set()
+    for name, info in cls.model_fields.items():
+        if _mentions_text(info.annotation):
+            out.add(name)
+    return frozenset(out)
+
+
+def _mentions_text(annotation: Any) -> bool:
+    if annotation == dict[str, str]:
+        return True
+    return any(_mentions_text(arg) for arg in get_args(annotation))
+
+
+_RULES = (_bases, _tracking, _recipients, _usage, _transparency, _examples, _translations)
