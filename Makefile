@@ -6,7 +6,7 @@ SEED := examples/seed-service/policy.yaml
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test lint bench venv clean
+.PHONY: run test lint bench venv clean messages
 
 $(BIN)/troth: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -34,3 +34,8 @@ bench: venv
 
 clean:
 	rm -rf $(VENV) build .pytest_cache .mypy_cache .ruff_cache
+
+# Re-extract troth's messages after changing a translatable string; then update each .po.
+messages: venv
+	$(BIN)/pybabel extract -F babel.cfg -k _ -k gettext -k ngettext:1,2 --no-location \
+	  --sort-output --omit-header -o src/troth/render/locales/messages.pot .

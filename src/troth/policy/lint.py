@@ -404,6 +404,8 @@ def _walk_texts(model: BaseModel, loc: Loc, langs: list[str], default: str) -> I
             items = value if isinstance(value, list) else [value]
             for i, item in enumerate(items):
                 at = (*here, i) if isinstance(value, list) else here
+                if isinstance(item, str) and name == "name":
+                    continue  # a name given once is a proper name, the same in every language
                 have = {default} if isinstance(item, str) else set(item)
                 missing = [lang for lang in langs if lang not in have]
                 if missing:

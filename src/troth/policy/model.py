@@ -84,7 +84,7 @@ class _Model(BaseModel):
 
 
 class Contact(_Model):
-    name: str | None = None
+    name: Text | None = None
     email: str | None = Field(default=None, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
     phone: str | None = None
     url: Url | None = None
@@ -210,7 +210,7 @@ class Transfer(_Model):
 
 class Recipient(_Model):
     id: Identifier
-    name: str
+    name: Text
     type: Literal[
         "group_company", "service_provider", "partner", "advertising_network", "authority"
     ]

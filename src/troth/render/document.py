@@ -104,15 +104,19 @@ class Document:
         return section, ref
 
 
-def legal_article(key: str) -> str:
-    """'eu-gdpr:A6-1-b' -> 'Art. 6(1)(b) GDPR'."""
+def legal_article(key: str, t: Translator) -> str:
+    """'eu-gdpr:A6-1-b' -> 'Art. 6(1)(b) GDPR' (or 'Art. 6 Abs. 1 lit. b DSGVO')."""
     m = re.match(r"^eu-gdpr:A(\d+)(?:-(\d+))?(?:-([a-z]))?", key)
     if not m:
         return key.split(":", 1)[-1]
-    art, para, letter = m.groups()
-    return (
-        f"Art. {art}" + (f"({para})" if para else "") + (f"({letter})" if letter else "") + " GDPR"
-    )
+    article, paragraph, letter = m.groups()
+    if paragraph and letter:
+        message = t.gettext("Art. {article}({paragraph})({letter}) GDPR")
+    elif paragraph:
+        message = t.gettext("Art. {article}({paragraph}) GDPR")
+    else:
+        message = t.gettext("Art. {article} GDPR")
+    return message.format(article=article, paragraph=paragraph, letter=letter)
 
 
 def _para(text: str) -> Para:
@@ -146,7 +150,7 @@ class _Builder:
         self.subject_names = {s.id: t.text(s.name) for s in policy.subjects}
         self.consent_names = {c.id: t.text(c.name) for c in policy.consent_categories}
         self.purpose_titles = {p.id: t.text(p.title) for p in policy.purposes}
-        self.recipient_names = {r.id: r.name for r in policy.recipients}
+        self.recipient_names = {r.id: t.text(r.name) for r in policy.recipients}
 
     # --- helpers ---------------------------------------------------------------------
 
@@ -193,10 +197,12 @@ class _Builder:
         if c.phone:
             rows.append([_para(_("Telephone")), _para(c.phone)])
         if c.dpo is not None:
-            dpo = ", ".join(x for x in (c.dpo.name, c.dpo.email, c.dpo.phone) if x)
+            dpo = ", ".join(x for x in (self.t.text(c.dpo.name), c.dpo.email, c.dpo.phone) if x)
             rows.append([_para(_("Data protection officer")), _para(dpo)])
         if c.representative is not None:
-            rep = ", ".join(x for x in (c.representative.name, c.representative.email) if x)
+            rep = ", ".join(
+                x for x in (self.t.text(c.representative.name), c.representative.email) if x
+            )
             rows.append([_para(_("Representative")), _para(rep)])
         establishments = self.t.join([self.t.country(x) for x in c.establishments])
         rows.append([_para(_("Established in")), _para(establishments)])
@@ -297,7 +303,7 @@ class _Builder:
         out = [
             _para(
                 _("Legal basis: {basis} ({article}).").format(
-                    basis=self.basis_label(a.basis), article=legal_article(a.basis)
+                    basis=self.basis_label(a.basis), article=legal_article(a.basis, self.t)
                 )
             )
         ]
@@ -592,13 +598,13 @@ class _Builder:
             items = []
             for r in group:
                 items.append(self.recipient_item(r, roles))
-                s.anchors.append((f"recipient.{r.id}", r.name))
+                s.anchors.append((f"recipient.{r.id}", self.t.text(r.name)))
             s.blocks.append(BulletList(items))
         return s
 
     def recipient_item(self, r: Recipient, roles: dict[str, str]) -> tuple[Para, list[Para]]:
         _ = self._
-        details = [_para(self.t.text(r.description)), _para(roles[r.role].capitalize() + ".")]
+        details = [_para(self.t.text(r.description)), _para(_upper_first(roles[r.role]) + ".")]
         refs: list[Span] = [Span(_("Purposes: "))]
         for i, pid in enumerate(r.purposes):
             if i:
@@ -628,7 +634,7 @@ class _Builder:
             details.append(
                 Para([Span(_("Privacy policy: ")), Span(r.privacy_policy, href=r.privacy_policy)])
             )
-        return Para([Span(r.name, strong=True)]), details
+        return Para([Span(self.t.text(r.name), strong=True)]), details
 
     def transfers(self) -> Section | None:
         _ = self._
@@ -646,7 +652,7 @@ class _Builder:
             assert r.transfer is not None
             t = r.transfer
             name = mechanisms.get(t.mechanism, t.mechanism)
-            detail = [legal_article(t.mechanism)]
+            detail = [legal_article(t.mechanism, self.t)]
             if t.scc_module:
                 detail.append(_("module {n}").format(n=t.scc_module))
             if t.reference:
@@ -826,6 +832,10 @@ class _Builder:
             for anchor, label in section.anchors:
                 doc.targets[anchor] = (section.number, section.title, label)
         return doc
+
+
+def _upper_first(text: str) -> str:
+    return text[:1].upper() + text[1:]
 
 
 def _number(sections: list[Section], prefix: str) -> None:

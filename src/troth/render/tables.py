@@ -23,7 +23,7 @@ Row = dict[str, Any]
 def tracking_rows(policy: Policy, t: Translator) -> list[Row]:
     types = tracking_type_names(t)
     consents = {c.id: t.text(c.name) for c in policy.consent_categories}
-    vendors = {r.id: r.name for r in policy.recipients}
+    vendors = {r.id: t.text(r.name) for r in policy.recipients}
     purposes = {p.id: t.text(p.title) for p in policy.purposes}
     return [
         {
@@ -56,7 +56,7 @@ def recipient_rows(policy: Policy, t: Translator) -> list[Row]:
         rows.append(
             {
                 "id": r.id,
-                "name": r.name,
+                "name": t.text(r.name),
                 "type": types[r.type],
                 "role": r.role,
                 "countries": ", ".join(r.countries),
@@ -65,7 +65,7 @@ def recipient_rows(policy: Policy, t: Translator) -> list[Row]:
                 "transfer_mechanism": mechanisms.get(transfer.mechanism, transfer.mechanism)
                 if transfer
                 else "",
-                "transfer_article": legal_article(transfer.mechanism) if transfer else "",
+                "transfer_article": legal_article(transfer.mechanism, t) if transfer else "",
                 "scc_module": str(transfer.scc_module or "") if transfer else "",
                 "transfer_reference": (transfer.reference or "") if transfer else "",
                 "opt_out": r.opt_out or "",
@@ -79,7 +79,7 @@ def record_of_processing(policy: Policy, t: Translator) -> list[Row]:
     """One row per processing activity, with every column GDPR Art. 30(1) asks for."""
     vocab = vocabulary()
     c = policy.controller
-    dpo = ", ".join(x for x in ((c.dpo.name, c.dpo.email) if c.dpo else ()) if x)
+    dpo = ", ".join(x for x in ((t.text(c.dpo.name), c.dpo.email) if c.dpo else ()) if x)
     categories = {x.id: t.text(x.name) for x in policy.categories}
     subjects = {x.id: t.text(x.name) for x in policy.subjects}
     measures = "; ".join(t.text(m.title) for m in policy.security_measures)
@@ -88,7 +88,7 @@ def record_of_processing(policy: Policy, t: Translator) -> list[Row]:
     for purpose, a in policy.activities():
         recipients = [r for r in policy.recipients if purpose.id in r.purposes]
         transfers = [
-            f"{', '.join(r.countries)} ({r.name}): "
+            f"{', '.join(r.countries)} ({t.text(r.name)}): "
             f"{mechanisms.get(r.transfer.mechanism, r.transfer.mechanism)}"
             for r in recipients
             if r.transfer is not None
@@ -103,13 +103,13 @@ def record_of_processing(policy: Policy, t: Translator) -> list[Row]:
                 "purpose": t.text(purpose.title),
                 "activity_id": a.id,
                 "activity": t.text(a.description),
-                "legal_basis": legal_article(a.basis),
+                "legal_basis": legal_article(a.basis, t),
                 "basis_kind": kind or "",
                 "legitimate_interest": t.text(a.legitimate_interest),
                 "consent_category": a.consent or "",
                 "data_subjects": "; ".join(subjects.get(s, s) for s in a.subjects),
                 "data_categories": "; ".join(categories.get(x, x) for x in a.categories),
-                "recipients": "; ".join(r.name for r in recipients),
+                "recipients": "; ".join(t.text(r.name) for r in recipients),
                 "third_country_transfers": "; ".join(transfers),
                 "retention": str(a.retention.period) if a.retention else "",
                 "retention_text": t.duration(a.retention.period) if a.retention else "",
