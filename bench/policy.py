@@ -111,15 +111,18 @@ def main() -> int:
         ("cookie lookups/s", c_fast, c_slow, ">= 2x", c_fast / c_slow >= 2),
     ]
     print(
-        f"bench/policy.py — seed policy: {len(cases)} activities, {len(policy.tracking)} tracking technologies"
+        f"bench/policy.py — seed policy: {len(cases)} activities, "
+        f"{len(policy.tracking)} tracking technologies"
     )
     print(
-        f"| {'measure':<22} | {'troth':>12} | {'baseline':>12} | {'ratio':>7} | goal                 | met |"
+        f"| {'measure':<22} | {'troth':>12} | {'baseline':>12} | {'ratio':>7} "
+        f"| {'goal':<20} | met |"
     )
     print(f"|{'-' * 24}|{'-' * 14}|{'-' * 14}|{'-' * 9}|{'-' * 22}|-----|")
     for name, fast_rate, slow_rate, goal, met in rows:
         print(
-            f"| {name:<22} | {fast_rate:>12,.0f} | {slow_rate:>12,.0f} | {fast_rate / slow_rate:>6.1f}x "
+            f"| {name:<22} | {fast_rate:>12,.0f} | {slow_rate:>12,.0f} "
+            f"| {fast_rate / slow_rate:>6.1f}x "
             f"| {goal:<20} | {'yes' if met else 'NO':<3} |"
         )
     return 0

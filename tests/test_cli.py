@@ -40,7 +40,8 @@ def test_check_json_output(tmp_path):
     report = json.loads(r.stdout)
     assert report["errors"] >= 1
     finding = next(f for f in report["findings"] if f["code"] == "T020")
-    assert finding["file"] == str(path) and finding["line"] > 1
+    assert finding["file"] == str(path)
+    assert finding["line"] > 1
     assert finding["path"].startswith("recipients[0]")
 
 
@@ -65,7 +66,8 @@ def test_render_one_locale_and_reject_an_undeclared_one(tmp_path):
     assert all(".de." in p.name for p in (tmp_path / "de").iterdir())
     r = run("render", str(SEED), "-l", "fr", "-o", str(tmp_path / "fr"))
     assert r.returncode == 2
-    assert "fr" in r.stderr and "Traceback" not in r.stderr
+    assert "fr" in r.stderr
+    assert "Traceback" not in r.stderr
     assert not (tmp_path / "fr").exists()
 
 

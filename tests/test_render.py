@@ -88,7 +88,8 @@ def test_policy_text_is_escaped_in_every_format(minimal_variant):
 
     policy = minimal_variant(edit).policy
     html = render_policy(policy, "en", "html")
-    assert "<script>alert" not in html and "<img src=x" not in html
+    assert "<script>alert" not in html
+    assert "<img src=x" not in html
     assert "&lt;script&gt;" in html
     md = render_policy(policy, "en", "md")
     assert not re.search(r"(?<!\\)<(script|img)", md), "raw HTML in Markdown"
@@ -135,7 +136,8 @@ def test_dangling_reference_in_policy_text_is_reported_at_its_line(minimal_varia
     findings = reference_findings(loaded)
     assert [f.code for f in findings] == ["T060"]
     assert "[[display_ads]]" in findings[0].message
-    assert findings[0].location is not None and findings[0].location.line > 1
+    assert findings[0].location is not None
+    assert findings[0].location.line > 1
     with pytest.raises(RenderError, match=r"\[\[display_ads\]\]"):
         render_policy(loaded.policy, "en", "html")
 

@@ -56,12 +56,14 @@ def test_privacy_page_is_the_rendered_policy(server):
     assert r.status_code == 200
     assert r.headers["content-type"].startswith("text/html")
     assert r.headers["x-policy-version"] == "1.0.0"
-    assert '<html lang="en">' in r.text and 'id="tracking.table"' in r.text
+    assert '<html lang="en">' in r.text
+    assert 'id="tracking.table"' in r.text
 
 
 def test_root_redirects_to_the_policy(server):
     r = httpx.get(server + "/", follow_redirects=False)
-    assert r.status_code in (302, 307) and r.headers["location"] == "/privacy"
+    assert r.status_code in (302, 307)
+    assert r.headers["location"] == "/privacy"
 
 
 def test_language_by_parameter_and_by_header(server):
@@ -83,7 +85,8 @@ def test_tables_and_json(server):
     assert "<table>" in httpx.get(f"{server}/privacy/tracking").text
     assert "<table>" in httpx.get(f"{server}/privacy/recipients?lang=de").text
     doc = httpx.get(f"{server}/privacy.json").json()
-    assert doc["version"] == "1.0.0" and doc["sections"]
+    assert doc["version"] == "1.0.0"
+    assert doc["sections"]
 
 
 def test_unknown_path_is_a_404_problem(server):

@@ -47,6 +47,10 @@ class RenderFormat(StrEnum):
 PolicyArg = Annotated[Path, typer.Argument(help="Path to policy.yaml", show_default=False)]
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
 def _fail(exc: TrothError, code: int = 2) -> typer.Exit:
     typer.echo(str(exc), err=True)
     return typer.Exit(code)
@@ -93,7 +97,7 @@ def check(
             f"{policy}: {p.service} policy {p.version}: {len(p.purposes)} purposes, "
             f"{sum(len(x.activities) for x in p.purposes)} activities, "
             f"{len(p.tracking)} tracking technologies, {len(p.recipients)} recipients — "
-            f"{len(errors)} errors, {len(findings) - len(errors)} warnings"
+            f"{_count(len(errors), 'error')}, {_count(len(findings) - len(errors), 'warning')}"
         )
     raise typer.Exit(1 if errors else 0)
 

@@ -380,12 +380,15 @@ def _transparency(policy: Policy) -> Iterator[Finding]:
 
 
 def _examples(policy: Policy) -> Iterator[Finding]:
-    for i, path in enumerate(policy.example_values):
+    paths = policy.example_values
+    if paths:
+        shown = ", ".join(paths[:4]) + (f" and {len(paths) - 4} more" if len(paths) > 4 else "")
         yield Finding(
             "warning",
             "T051",
-            ("example_values", i),
-            f"'{path}' is an example value; replace it before publishing",
+            ("example_values",),
+            f"{len(paths)} example value{'s' if len(paths) != 1 else ''} to replace before "
+            f"publishing: {shown}",
         )
 
 

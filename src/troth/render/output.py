@@ -17,7 +17,7 @@ from jinja2 import Environment, PackageLoader, StrictUndefined
 from markupsafe import Markup, escape
 
 from troth.policy.model import Policy
-from troth.render.document import Block, BulletList, Document, Para, Table, build_document
+from troth.render.document import Block, BulletList, Document, Para, build_document
 from troth.render.i18n import Translator, translator
 from troth.render.tables import TABLE_COLUMNS, recipient_rows, record_of_processing, tracking_rows
 
@@ -88,24 +88,31 @@ def _block_json(block: Block, doc: Document, t: Translator) -> dict[str, Any]:
     def text(p: Para) -> str:
         return _plain_para(p, doc, t)
 
+    paras: list[Para]
+    out: dict[str, Any]
     if isinstance(block, Para):
-        refs = [s.ref for s in block.spans if s.ref]
-        return {"type": "paragraph", "text": text(block), "refs": refs}
-    if isinstance(block, BulletList):
-        return {
+        paras = [block]
+        out = {"type": "paragraph", "text": text(block)}
+    elif isinstance(block, BulletList):
+        paras = [p for head, details in block.items for p in (head, *details)]
+        out = {
             "type": "list",
             "items": [
                 {"text": text(head), "details": [text(d) for d in details]}
                 for head, details in block.items
             ],
         }
-    assert isinstance(block, Table)
-    return {
-        "type": "table",
-        "id": block.id,
-        "headers": block.headers,
-        "rows": [[text(cell) for cell in row] for row in block.rows],
-    }
+    else:
+        paras = [cell for row in block.rows for cell in row]
+        out = {
+            "type": "table",
+            "id": block.id,
+            "headers": block.headers,
+            "rows": [[text(cell) for cell in row] for row in block.rows],
+        }
+    out["refs"] = [s.ref for p in paras for s in p.spans if s.ref]
+    out["links"] = [{"text": s.text, "href": s.href} for p in paras for s in p.spans if s.href]
+    return out
 
 
 def _section_json(section: Any, doc: Document, t: Translator) -> dict[str, Any]:
