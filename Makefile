@@ -27,9 +27,11 @@ lint: venv
 	$(BIN)/mypy
 
 test: venv lint
+	scripts/install-test-deps.sh
 	$(BIN)/pytest
 
 bench: venv
+	scripts/install-test-deps.sh
 	$(BIN)/python bench/policy.py
 
 clean:

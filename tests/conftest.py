@@ -56,3 +56,79 @@ def seed() -> LoadedPolicy:
 @pytest.fixture(scope="session")
 def minimal() -> LoadedPolicy:
     return load_policy(MINIMAL)
+
+
+# --- databases: every storage test runs on SQLite and on a real PostgreSQL ----------------
+
+import glob  # noqa: E402
+import os  # noqa: E402
+import shutil  # noqa: E402
+import socket  # noqa: E402
+import subprocess  # noqa: E402
+import uuid  # noqa: E402
+from collections.abc import Iterator  # noqa: E402
+
+from sqlalchemy import create_engine, text  # noqa: E402
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _as_postgres(cmd: list[str]) -> list[str]:
+    """initdb and postgres refuse to run as root; CI runs as root, so drop to 'postgres'."""
+    return ["runuser", "-u", "postgres", "--", *cmd] if os.geteuid() == 0 else cmd
+
+
+@pytest.fixture(scope="session")
+def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A throwaway PostgreSQL cluster from the Debian server binaries, for this test run."""
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+    if not found:
+        pytest.fail("PostgreSQL server binaries are missing: run `make test`, which installs them")
+    bindir = os.path.dirname(found[-1])
+    base = tmp_path_factory.mktemp("postgres")
+    data, sockets = base / "data", base / "run"
+    sockets.mkdir()
+    if os.geteuid() == 0:
+        shutil.chown(base, "postgres")
+        shutil.chown(sockets, "postgres")
+    port = free_port()
+    subprocess.run(
+        _as_postgres([f"{bindir}/initdb", "-D", str(data), "-A", "trust", "-U", "troth",
+                      "--no-sync", "-E", "UTF8", "--locale=C"]),
+        check=True, capture_output=True,
+    )  # fmt: skip
+    log = base / "postgres.log"
+    subprocess.run(
+        _as_postgres([f"{bindir}/pg_ctl", "-D", str(data), "-l", str(log), "-w", "-t", "60",
+                      "-o", f"-p {port} -k {sockets} -c listen_addresses=127.0.0.1 "
+                      "-c max_connections=200", "start"]),
+        check=True, capture_output=True,
+    )  # fmt: skip
+    try:
+        yield f"postgresql+psycopg://troth@127.0.0.1:{port}"
+    finally:
+        subprocess.run(
+            _as_postgres([f"{bindir}/pg_ctl", "-D", str(data), "-m", "immediate", "stop"]),
+            check=False, capture_output=True,
+        )  # fmt: skip
+
+
+def new_postgres_database(server: str) -> str:
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(f"{server}/postgres", isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    admin.dispose()
+    return f"{server}/{name}"
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh, empty database on each engine."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'troth.db'}"
+    return new_postgres_database(request.getfixturevalue("postgres_server"))

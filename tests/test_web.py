@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
@@ -26,14 +27,18 @@ def free_port() -> int:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     port = free_port()
-    log = tmp_path_factory.mktemp("serve") / "serve.log"
+    work = tmp_path_factory.mktemp("serve")
+    log = work / "serve.log"
+    env = {**os.environ, "TROTH_KEYS_DIR": str(work / "keys")}
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            [TROTH, "serve", str(SEED), "--port", str(port)],
+            [TROTH, "serve", str(SEED), "--port", str(port),
+             "--database-url", f"sqlite:///{work / 'troth.db'}"],
             cwd=ROOT,
             stdout=out,
             stderr=subprocess.STDOUT,
-        )
+            env=env,
+        )  # fmt: skip
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -60,10 +65,12 @@ def test_privacy_page_is_the_rendered_policy(server):
     assert 'id="tracking.table"' in r.text
 
 
-def test_root_redirects_to_the_policy(server):
-    r = httpx.get(server + "/", follow_redirects=False)
-    assert r.status_code in (302, 307)
-    assert r.headers["location"] == "/privacy"
+def test_demo_page_carries_the_banner_first_and_blocks_tags(server):
+    r = httpx.get(server + "/")
+    assert r.status_code == 200
+    head = r.text.split("</head>")[0]
+    assert head.index("/troth/banner.js") < head.index('type="text/plain"')
+    assert '<script type="text/plain" data-category="analytics"' in head
 
 
 def test_language_by_parameter_and_by_header(server):

@@ -14,6 +14,7 @@ from typing import Annotated
 
 import typer
 
+from troth.config import Settings
 from troth.errors import TrothError
 from troth.policy.diff import diff_policies
 from troth.policy.lint import Finding, lint
@@ -159,26 +160,128 @@ def diff(
     raise typer.Exit(1 if result.material else 0)
 
 
+DatabaseOpt = Annotated[
+    str | None,
+    typer.Option("--database-url", help="Default: $TROTH_DATABASE_URL or sqlite:///troth.db"),
+]
+
+
+def _settings(database_url: str | None) -> Settings:
+    return Settings(database_url=database_url) if database_url else Settings()
+
+
 @app.command()
 def serve(
     policy: PolicyArg,
     host: Annotated[str, typer.Option(help="Interface to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on")] = 8000,
+    workers: Annotated[int, typer.Option(min=1, help="Worker processes")] = 1,
+    database_url: DatabaseOpt = None,
 ) -> None:
-    """Serve the rendered policy pages (and, as troth grows, its API)."""
+    """Serve the policy pages, the consent banner and API, and the preference centre."""
+    import os
+
     import uvicorn
 
     from troth.web.app import create_app
 
     loaded = _load(policy)
+    settings = _settings(database_url)
     try:
-        application = create_app(loaded.policy)
+        application = create_app(loaded.policy, settings)
     except TrothError as exc:
         raise _fail(exc) from None
     typer.echo(
-        f"troth: serving {loaded.policy.service} policy {loaded.policy.version} on http://{host}:{port}/privacy"
+        f"troth: serving {loaded.policy.service} policy {loaded.policy.version} on "
+        f"http://{host}:{port}/ ({workers} worker{'s' if workers > 1 else ''})"
     )
-    uvicorn.run(application, host=host, port=port, log_level="info", access_log=False)
+    if workers == 1:
+        uvicorn.run(application, host=host, port=port, log_level="warning", access_log=False)
+        return
+    os.environ["TROTH_POLICY"] = str(policy)
+    os.environ["TROTH_DATABASE_URL"] = settings.database_url
+    uvicorn.run(
+        "troth.web.app:create_app_from_env",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level="warning",
+        access_log=False,
+    )
+
+
+db_app = typer.Typer(help="The database troth keeps its records in.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+
+
+@db_app.command("upgrade")
+def db_upgrade(database_url: DatabaseOpt = None) -> None:
+    """Create or migrate troth's tables to the newest schema."""
+    from troth.store.engine import make_engine
+    from troth.store.migrate import upgrade
+
+    settings = _settings(database_url)
+    try:
+        engine = make_engine(settings.database_url)
+        revision = upgrade(engine)
+    except TrothError as exc:
+        raise _fail(exc) from None
+    engine.dispose()
+    typer.echo(f"database is at revision {revision}")
+
+
+consent_app = typer.Typer(help="Consent records and receipts.", no_args_is_help=True)
+app.add_typer(consent_app, name="consent")
+
+
+@consent_app.command("verify-receipt")
+def verify_receipt_cmd(
+    receipt: Annotated[Path, typer.Argument(help="A downloaded consent receipt (JSON)")],
+    public_key: Annotated[
+        Path | None,
+        typer.Option(help="PEM public key; default: the key in $TROTH_KEYS_DIR"),
+    ] = None,
+) -> None:
+    """Check a consent receipt's signature. Exit 0 valid, 1 invalid, 2 unreadable."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+    from troth.consent.receipts import verify_receipt
+    from troth.store.secrets import Secrets
+
+    try:
+        data = json.loads(receipt.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        typer.echo(f"{receipt}: cannot read: {exc}", err=True)
+        raise typer.Exit(2) from None
+    except json.JSONDecodeError as exc:
+        typer.echo(f"{receipt}:{exc.lineno}:{exc.colno}: not valid JSON: {exc.msg}", err=True)
+        raise typer.Exit(2) from None
+    try:
+        if public_key is not None:
+            key = serialization.load_pem_public_key(public_key.read_bytes())
+            if not isinstance(key, Ed25519PublicKey):
+                typer.echo(f"{public_key}: not an Ed25519 public key", err=True)
+                raise typer.Exit(2)
+        else:
+            key = Secrets(Settings().keys_dir).signing_key("receipt").public_key()
+    except (OSError, ValueError) as exc:
+        typer.echo(f"cannot load the public key: {exc}", err=True)
+        raise typer.Exit(2) from None
+    except TrothError as exc:
+        raise _fail(exc) from None
+    try:
+        payload = verify_receipt(data, key)
+    except TrothError as exc:
+        typer.echo(f"{receipt}: INVALID: {exc}", err=True)
+        raise typer.Exit(1) from None
+    choices = ", ".join(f"{k}={v}" for k, v in payload["choices"].items())
+    typer.echo(
+        f"{receipt}: valid receipt {payload['receipt_id']} signed by key {payload['key_id']}: "
+        f"{choices} ({payload['method']}, policy {payload['policy_version']}, "
+        f"{payload['timestamp']})"
+    )
 
 
 def main() -> None:

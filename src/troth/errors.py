@@ -4,7 +4,11 @@
     ├── PolicyError             a policy file that cannot be used
     │   └── PolicyFileError     ... with the place it went wrong (file:line:col)
     ├── VocabularyError         a term outside the shipped vocabulary
-    └── RenderError             a policy that loads but cannot be rendered
+    ├── RenderError             a policy that loads but cannot be rendered
+    ├── StoreError              the database cannot be used (bad URL, not migrated, ...)
+    ├── PublishError            a policy version that conflicts with one already published
+    └── ConsentError            a consent request that cannot be honoured (bad category, ...)
+        └── ReceiptError        a consent receipt that does not verify
 
 Entry points (CLI, web) catch ``TrothError`` and turn it into a clear message and a
 non-zero exit or a 4xx; anything else is a bug in troth and is allowed to surface.
@@ -15,11 +19,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 __all__ = [
+    "ConsentError",
     "Location",
     "PolicyError",
     "PolicyFileError",
     "Problem",
+    "PublishError",
+    "ReceiptError",
     "RenderError",
+    "StoreError",
     "TrothError",
     "VocabularyError",
 ]
@@ -76,3 +84,19 @@ class VocabularyError(TrothError):
 
 class RenderError(TrothError):
     """A policy that loads but cannot be rendered (for example an unknown locale)."""
+
+
+class StoreError(TrothError):
+    """The database cannot be used: a bad URL, an unreachable server, a missing migration."""
+
+
+class PublishError(TrothError):
+    """A policy version that conflicts with one already published (versions are immutable)."""
+
+
+class ConsentError(TrothError):
+    """A consent request that names what the policy does not declare, or is otherwise invalid."""
+
+
+class ReceiptError(ConsentError):
+    """A consent receipt that is malformed or whose signature does not verify."""

@@ -17,15 +17,20 @@ from typing import Any, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ValidationError
-from yaml.events import AliasEvent
+from yaml.composer import Composer
+from yaml.constructor import SafeConstructor
+from yaml.events import AliasEvent, ScalarEvent
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+from yaml.resolver import Resolver
 
 from troth.errors import Location, PolicyFileError, Problem
 from troth.policy.model import Policy
 from troth.policy.references import reference_problems
+from troth.policy.types import SUGGESTION_BUDGET, quote
 
 __all__ = [
     "MAX_DEPTH",
+    "MAX_NODES",
     "MAX_POLICY_BYTES",
     "LoadedPolicy",
     "SourceMap",
@@ -35,7 +40,9 @@ __all__ = [
 
 MAX_POLICY_BYTES = 4 * 1024 * 1024
 MAX_DEPTH = 64
+MAX_NODES = 200_000
 MAX_PROBLEMS = 50
+MAX_SUGGESTIONS = 50
 
 Loc = tuple[str | int, ...]
 
@@ -91,8 +98,11 @@ def load_policy(path: str | Path) -> LoadedPolicy:
             f"file is {size / 1_048_576:.1f} MiB; a policy file may be at most "
             f"{MAX_POLICY_BYTES // 1_048_576} MiB",
         )
-    with p.open("rb") as fh:
-        data = fh.read(MAX_POLICY_BYTES + 1)
+    try:
+        with p.open("rb") as fh:
+            data = fh.read(MAX_POLICY_BYTES + 1)
+    except OSError as exc:
+        raise PolicyFileError.at(name, 1, 1, f"cannot read file: {exc.strerror}") from None
     return parse_policy(data, name)
 
 
@@ -101,19 +111,51 @@ def parse_policy(data: bytes | str, name: str = "<policy>") -> LoadedPolicy:
     text = _decode(data, name) if isinstance(data, bytes) else data
     if len(text.encode("utf-8", "surrogatepass")) > MAX_POLICY_BYTES:
         raise PolicyFileError.at(name, 1, 1, "policy text is larger than the size limit")
+    _refuse_line_separators(text, name)
     source = SourceMap(name)
     raw = _compose(text, source)
+    token = SUGGESTION_BUDGET.set(MAX_SUGGESTIONS)
     try:
         policy = Policy.model_validate(raw)
     except ValidationError as exc:
         raise PolicyFileError(_validation_problems(exc, source)) from None
+    finally:
+        SUGGESTION_BUDGET.reset(token)
     problems = [
         Problem(source.location(loc, key=key), message)
-        for loc, message, key in reference_problems(policy)
+        for loc, message, key in reference_problems(policy, limit=MAX_PROBLEMS + 1)
     ]
     if problems:
-        raise PolicyFileError(problems[:MAX_PROBLEMS])
+        raise PolicyFileError(_capped(problems))
     return LoadedPolicy(policy, source)
+
+
+def _capped(problems: list[Problem]) -> list[Problem]:
+    if len(problems) <= MAX_PROBLEMS:
+        return problems
+    kept = sorted(problems, key=lambda p: (p.location.line, p.location.column))[:MAX_PROBLEMS]
+    last = kept[-1]
+    return [*kept, Problem(last.location, "... and more problems; fix these first")]
+
+
+_LINE_SEPARATORS = {
+    "\u2028": "U+2028 LINE SEPARATOR",
+    "\u2029": "U+2029 PARAGRAPH SEPARATOR",
+    "\x85": "U+0085 NEXT LINE",
+}
+
+
+def _refuse_line_separators(text: str, name: str) -> None:
+    """YAML counts these as line breaks and editors do not: every later line number would
+    be wrong, so they are refused where they are."""
+    for char, label in _LINE_SEPARATORS.items():
+        offset = text.find(char)
+        if offset >= 0:
+            line = text.count("\n", 0, offset) + 1
+            col = offset - (text.rfind("\n", 0, offset) + 1) + 1
+            raise PolicyFileError.at(
+                name, line, col, f"{label} character; use an ordinary line break or a space"
+            )
 
 
 def _decode(data: bytes, name: str) -> str:
@@ -140,38 +182,52 @@ def _line_col(data: bytes, offset: int) -> tuple[int, int]:
     return line, col
 
 
-class _PolicyYamlLoader(yaml.SafeLoader):
-    """A safe loader that refuses aliases and anchors and bounds nesting depth."""
+_HAVE_LIBYAML = hasattr(yaml, "CParser")
+_Parser: Any = getattr(yaml, "CParser", yaml.SafeLoader)
+
+
+class _PolicyYamlLoader(_Parser, Composer, SafeConstructor, Resolver):  # type: ignore[misc]
+    """Events from libyaml (fast, bounded) composed here, so that every node keeps its place;
+    aliases, anchors and tags on collections are refused; depth and size are bounded."""
+
+    get_single_node = Composer.get_single_node
+    compose_document = Composer.compose_document
+    compose_scalar_node = Composer.compose_scalar_node
+    compose_sequence_node = Composer.compose_sequence_node
+    compose_mapping_node = Composer.compose_mapping_node
 
     def __init__(self, stream: str, name: str) -> None:
-        super().__init__(stream)
+        _Parser.__init__(self, stream)
+        if _HAVE_LIBYAML:
+            Composer.__init__(self)
+            SafeConstructor.__init__(self)
+            Resolver.__init__(self)
         self.name = name
         self.depth = 0
+        self.nodes = 0
 
     def compose_node(self, parent: Node | None, index: Any) -> Node | None:
-        event = self.peek_event()  # type: ignore[no-untyped-call]
+        event = self.peek_event()
+        mark = event.start_mark
         if isinstance(event, AliasEvent) or getattr(event, "anchor", None):
-            mark = event.start_mark
             what = "aliases (*name)" if isinstance(event, AliasEvent) else "anchors (&name)"
-            raise PolicyFileError.at(
-                self.name,
-                mark.line + 1,
-                mark.column + 1,
-                f"YAML {what} are not allowed in a policy file",
-            )
+            raise self._error(mark, f"YAML {what} are not allowed in a policy file")
+        tag = getattr(event, "tag", None)
+        if tag is not None and tag != "!" and not isinstance(event, ScalarEvent):
+            raise self._error(mark, f"YAML tags such as {quote(tag)} are not allowed here")
+        self.nodes += 1
+        if self.nodes > MAX_NODES:
+            raise self._error(mark, f"more than {MAX_NODES:,} values; a policy is far smaller")
         self.depth += 1
         if self.depth > MAX_DEPTH:
-            mark = event.start_mark
-            raise PolicyFileError.at(
-                self.name,
-                mark.line + 1,
-                mark.column + 1,
-                f"nested more than {MAX_DEPTH} levels deep",
-            )
+            raise self._error(mark, f"nested more than {MAX_DEPTH} levels deep")
         try:
-            return super().compose_node(parent, index)
+            return Composer.compose_node(self, parent, index)
         finally:
             self.depth -= 1
+
+    def _error(self, mark: Any, message: str) -> PolicyFileError:
+        return PolicyFileError.at(self.name, mark.line + 1, mark.column + 1, message)
 
 
 def _compose(text: str, source: SourceMap) -> dict[str, Any]:
@@ -191,6 +247,17 @@ def _compose(text: str, source: SourceMap) -> dict[str, Any]:
         value = _convert(node, (), source, loader)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
+        context = exc.context or ""
+        if context.startswith("while parsing a flow") and exc.context_mark is not None:
+            opened = exc.context_mark
+            bracket = "[" if "sequence" in context else "{"
+            raise PolicyFileError.at(
+                source.path,
+                opened.line + 1,
+                opened.column + 1,
+                f"this '{bracket}' is not closed where it should be "
+                f"(YAML: {exc.problem} on line {mark.line + 1 if mark else '?'})",
+            ) from None
         line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
         raise PolicyFileError.at(source.path, line, col, _yaml_message(exc)) from None
     except yaml.YAMLError as exc:
@@ -223,22 +290,22 @@ def _convert(node: Node, loc: Loc, source: SourceMap, loader: _PolicyYamlLoader)
         out: dict[str, Any] = {}
         for key_node, value_node in node.value:
             kmark = key_node.start_mark
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                raise PolicyFileError.at(
+                    source.path, kmark.line + 1, kmark.column + 1, "YAML merge keys are not allowed"
+                )
             if not isinstance(key_node, ScalarNode) or key_node.tag != "tag:yaml.org,2002:str":
                 raise PolicyFileError.at(
                     source.path, kmark.line + 1, kmark.column + 1, "keys must be plain words"
                 )
             key = key_node.value
-            if key == "<<":
-                raise PolicyFileError.at(
-                    source.path, kmark.line + 1, kmark.column + 1, "YAML merge keys are not allowed"
-                )
             if key in out:
                 first = source.keys[(*loc, key)]
                 raise PolicyFileError.at(
                     source.path,
                     kmark.line + 1,
                     kmark.column + 1,
-                    f"duplicate key '{key}' (first given on line {first[0]})",
+                    f"duplicate key {quote(key)} (first given on line {first[0]})",
                 )
             source.keys[(*loc, key)] = (kmark.line + 1, kmark.column + 1)
             out[key] = _convert(value_node, (*loc, key), source, loader)
@@ -249,8 +316,12 @@ def _convert(node: Node, loc: Loc, source: SourceMap, loader: _PolicyYamlLoader)
         return loader.construct_object(node, deep=True)
     except (ValueError, OverflowError) as exc:
         mark = node.start_mark
+        reason = "the number is too long" if "digits" in str(exc) else str(exc)
         raise PolicyFileError.at(
-            source.path, mark.line + 1, mark.column + 1, f"'{node.value}' is not valid: {exc}"
+            source.path,
+            mark.line + 1,
+            mark.column + 1,
+            f"{quote(node.value)} is not valid: {reason}",
         ) from None
 
 
@@ -296,9 +367,14 @@ def _kind(value: Any) -> str:
         return f"'{str(value).lower()}'"
     if value is None:
         return "nothing"
-    if isinstance(value, str):
-        return f"'{value}'"
-    return f"'{value}'"
+    return quote(value)
+
+
+def _yaml11_hint(value: Any) -> str:
+    """YAML reads unquoted NO, yes, on and 1.0 as booleans and numbers; say so where it bites."""
+    if isinstance(value, bool | int | float):
+        return " (YAML reads unquoted NO, yes, on, off and numbers as such: put it in quotes)"
+    return ""
 
 
 _PATTERNS = {
@@ -318,9 +394,11 @@ def _message(err: Any, loc: Loc) -> str:
         close = difflib.get_close_matches(key, allowed, n=1, cutoff=0.6)
         parent = _where(loc[:-1])
         hint = f" (did you mean '{close[0]}'?)" if close else f"; allowed: {', '.join(allowed)}"
-        return f"unknown key '{key}' in {parent}{hint}"
+        return f"unknown key {quote(key)} in {parent}{hint}"
     if kind == "missing":
         return f"missing required key '{loc[-1]}' in {_where(loc[:-1])}"
+    if kind == "literal_error" and loc == ("troth",):
+        return f"troth: schema version {_kind(value)} is not supported; this troth reads version 1"
     if kind == "literal_error":
         expected = re.findall(r"'([^']*)'|(\d+)", str(ctx.get("expected", "")))
         options = [a or b for a, b in expected]
@@ -330,7 +408,7 @@ def _message(err: Any, loc: Loc) -> str:
     if kind == "value_error":
         return f"{where}: {str(err['msg']).removeprefix('Value error, ')}"
     if kind in ("string_type",):
-        return f"{where}: expected text, got {_kind(value)}"
+        return f"{where}: expected text, got {_kind(value)}{_yaml11_hint(value)}"
     if kind == "list_type":
         return f"{where}: expected a list, got {_kind(value)}"
     if kind in ("dict_type", "model_type", "model_attributes_type"):

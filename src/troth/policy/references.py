@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import difflib
+import itertools
 from collections.abc import Iterable, Iterator, Sequence
 
 from troth.policy.model import Policy
+from troth.policy.types import quote
 
 __all__ = ["reference_problems"]
 
@@ -33,21 +35,38 @@ def _item(where: Loc, index: int) -> str:
     return ".".join(str(p) for p in where) + f"[{index}]"
 
 
+def _dotted(loc: Loc) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
 def _refs(
     values: Iterable[str | None], known: set[str], loc: Loc, what: str, *, single: bool = False
 ) -> Iterator[ReferenceProblem]:
     for i, value in enumerate(values):
         if value is None or value in known:
             continue
-        close = difflib.get_close_matches(value, sorted(known), n=1, cutoff=0.6)
+        names = sorted(known)
+        close = difflib.get_close_matches(value, names, n=1, cutoff=0.6)
         hint = f" (did you mean '{close[0]}'?)" if close else ""
-        declared = f"; declared: {', '.join(sorted(known))}" if not close and known else ""
-        yield (loc if single else (*loc, i)), f"unknown {what} '{value}'{hint}{declared}", False
+        shown = ", ".join(names[:8]) + (", ..." if len(names) > 8 else "")
+        declared = f"; declared: {shown}" if not close and known else ""
+        yield (
+            (loc if single else (*loc, i)),
+            f"unknown {what} {quote(value)}{hint}{declared}",
+            False,
+        )
 
 
-def reference_problems(policy: Policy) -> list[ReferenceProblem]:
-    """Every duplicate id and dangling reference, with the place it was written."""
+def reference_problems(policy: Policy, limit: int = 1_000_000) -> list[ReferenceProblem]:
+    """Duplicate ids and dangling references (at most ``limit``), with where they were written."""
     out: list[ReferenceProblem] = []
+
+    def take(found: Iterable[ReferenceProblem]) -> None:
+        out.extend(itertools.islice(found, max(0, limit - len(out))))
+
     out += _duplicates(policy.subjects, "id", ("subjects",), "subject id")
     out += _duplicates(policy.categories, "id", ("categories",), "category id")
     out += _duplicates(policy.consent_categories, "id", ("consent_categories",), "consent id")
@@ -69,7 +88,7 @@ def reference_problems(policy: Policy) -> list[ReferenceProblem]:
         for ai, activity in enumerate(purpose.activities):
             loc: Loc = ("purposes", pi, "activities", ai)
             if activity.id in activity_at:
-                other = ".".join(str(p) for p in activity_at[activity.id])
+                other = _dotted(activity_at[activity.id])
                 out.append(
                     ((*loc, "id"), f"duplicate activity id '{activity.id}' (also {other})", False)
                 )
@@ -85,15 +104,21 @@ def reference_problems(policy: Policy) -> list[ReferenceProblem]:
     for pi, purpose in enumerate(policy.purposes):
         for ai, activity in enumerate(purpose.activities):
             loc = ("purposes", pi, "activities", ai)
-            out += _refs(activity.categories, categories, (*loc, "categories"), "data category")
-            out += _refs(activity.subjects, subjects, (*loc, "subjects"), "data subject")
-            out += _refs(
-                [activity.consent], consents, (*loc, "consent"), "consent category", single=True
+            if len(out) >= limit:
+                return out[:limit]
+            take(_refs(activity.categories, categories, (*loc, "categories"), "data category"))
+            take(_refs(activity.subjects, subjects, (*loc, "subjects"), "data subject"))
+            take(
+                _refs(
+                    [activity.consent], consents, (*loc, "consent"), "consent category", single=True
+                )
             )
     for ti, tech in enumerate(policy.tracking):
+        if len(out) >= limit:
+            return out[:limit]
         loc = ("tracking", ti)
-        out += _refs([tech.vendor], recipients, (*loc, "vendor"), "recipient", single=True)
-        out += _refs(tech.purposes, purposes, (*loc, "purposes"), "purpose")
+        take(_refs([tech.vendor], recipients, (*loc, "vendor"), "recipient", single=True))
+        take(_refs(tech.purposes, purposes, (*loc, "purposes"), "purpose"))
         if tech.category not in consents:
             out.append(
                 (
@@ -103,16 +128,20 @@ def reference_problems(policy: Policy) -> list[ReferenceProblem]:
                 )
             )
     for ri, recipient in enumerate(policy.recipients):
+        if len(out) >= limit:
+            return out[:limit]
         loc = ("recipients", ri)
-        out += _refs(recipient.purposes, purposes, (*loc, "purposes"), "purpose")
-        out += _refs(recipient.categories, categories, (*loc, "categories"), "data category")
+        take(_refs(recipient.purposes, purposes, (*loc, "purposes"), "purpose"))
+        take(_refs(recipient.categories, categories, (*loc, "categories"), "data category"))
     for ci, choice in enumerate(policy.choices):
-        out += _refs(choice.applies_to, consents, ("choices", ci, "applies_to"), "consent category")
+        take(_refs(choice.applies_to, consents, ("choices", ci, "applies_to"), "consent category"))
     for ji, jurisdiction in enumerate(policy.jurisdictions):
-        out += _refs(
-            jurisdiction.gpc_refuses,
-            consents,
-            ("jurisdictions", ji, "gpc_refuses"),
-            "consent category",
+        take(
+            _refs(
+                jurisdiction.gpc_refuses,
+                consents,
+                ("jurisdictions", ji, "gpc_refuses"),
+                "consent category",
+            )
         )
     return out

@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import re
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, PlainSerializer, PlainValidator, WithJsonSchema
 
-from troth.errors import VocabularyError
-from troth.policy.vocabulary import vocabulary
+from troth.policy.vocabulary import VocabularyKind, vocabulary
 
 __all__ = [
     "COUNTRY_PATTERN",
+    "SUGGESTION_BUDGET",
     "CountryCode",
     "DataCategoryKey",
     "Duration",
@@ -25,6 +26,7 @@ __all__ = [
     "Text",
     "TransferBasisKey",
     "Url",
+    "quote",
     "text_for",
 ]
 
@@ -34,10 +36,18 @@ _URL = re.compile(r"^(https?://[^\s<>\"]+|/[^\s<>\"]*)$")
 COUNTRY_PATTERN = re.compile(r"^[A-Z]{2,3}$")
 
 
+def quote(value: object, limit: int = 60) -> str:
+    """A value for an error message: quoted, on one line, never longer than ``limit``."""
+    text = str(value)
+    if len(text) > limit:
+        text = text[:limit] + "…"
+    return f"'{text}'" if text.isprintable() else repr(text)
+
+
 def _identifier(value: str) -> str:
     if not _ID.match(value):
         raise ValueError(
-            f"'{value}' is not a valid id: use lower-case letters, digits and '_', "
+            f"{quote(value)} is not a valid id: use lower-case letters, digits and '_', "
             "starting with a letter"
         )
     return value
@@ -45,13 +55,13 @@ def _identifier(value: str) -> str:
 
 def _language(value: str) -> str:
     if not _LANG.match(value):
-        raise ValueError(f"'{value}' is not a language code such as 'en' or 'de'")
+        raise ValueError(f"{quote(value)} is not a language code such as 'en' or 'de'")
     return value
 
 
 def _url(value: str) -> str:
     if not _URL.match(value):
-        raise ValueError(f"'{value}' is not an http(s) URL or a site path starting with '/'")
+        raise ValueError(f"{quote(value)} is not an http(s) URL or a site path starting with '/'")
     return value
 
 
@@ -64,9 +74,9 @@ def _validate_text(value: Any) -> str | dict[str, str]:
         out: dict[str, str] = {}
         for lang, text in value.items():
             if not isinstance(lang, str) or not _LANG.match(lang):
-                raise ValueError(f"'{lang}' is not a language code such as 'en' or 'de'")
+                raise ValueError(f"{quote(lang)} is not a language code such as 'en' or 'de'")
             if not isinstance(text, str) or not text.strip():
-                raise ValueError(f"text for language '{lang}' must be a non-empty string")
+                raise ValueError(f"text for language {quote(lang)} must be a non-empty string")
             out[lang] = text.strip()
         return out
     raise ValueError("expected text, or a mapping of language code to text")
@@ -98,30 +108,29 @@ def text_for(value: str | dict[str, str] | None, locale: str, default: str) -> s
     return value.get(locale) or value.get(default) or next(iter(value.values()))
 
 
-def _vocab(kind: str) -> Any:
+# "Did you mean" costs a scan of the vocabulary; a hostile file with thousands of unknown
+# terms must not make loading quadratic, so each load may afford only a few of them.
+SUGGESTION_BUDGET: ContextVar[int] = ContextVar("SUGGESTION_BUDGET", default=50)
+
+
+def _vocab(kind: VocabularyKind) -> Any:
     def check(value: str) -> str:
         v = vocabulary()
-        try:
-            term = getattr(v, kind)(value)
-        except VocabularyError as exc:
-            raise ValueError(str(exc)) from None
-        return str(term.key)
+        term = v.lookup(kind, value)
+        if term is None:
+            budget = SUGGESTION_BUDGET.get()
+            SUGGESTION_BUDGET.set(budget - 1)
+            raise ValueError(v.unknown(kind, value, suggest=budget > 0))
+        return term.key
 
     return check
-
-
-def _country(value: str) -> str:
-    try:
-        return vocabulary().country(value).key
-    except VocabularyError as exc:
-        raise ValueError(str(exc)) from None
 
 
 LegalBasisKey = Annotated[str, AfterValidator(_vocab("legal_basis"))]
 TransferBasisKey = Annotated[str, AfterValidator(_vocab("transfer_basis"))]
 PurposeKey = Annotated[str, AfterValidator(_vocab("purpose"))]
 DataCategoryKey = Annotated[str, AfterValidator(_vocab("personal_data"))]
-CountryCode = Annotated[str, AfterValidator(_country)]
+CountryCode = Annotated[str, AfterValidator(_vocab("country"))]
 
 
 _DURATION = re.compile(
@@ -157,7 +166,7 @@ class Duration:
         match = _DURATION.match(value)
         if not match:
             raise ValueError(
-                f"'{value}' is not an ISO 8601 duration such as 'P13M', 'P2Y' or 'PT30M'"
+                f"{quote(value)} is not an ISO 8601 duration such as 'P13M', 'P2Y' or 'PT30M'"
             )
         return cls(**{k: int(v) for k, v in match.groupdict().items() if v})
 
@@ -186,7 +195,7 @@ def _parse_expiry(value: Any) -> Duration | str:
     if value == "session":
         return "session"
     if isinstance(value, str) and not value.startswith("P"):
-        raise ValueError(f"'{value}' is not 'session' or an ISO 8601 duration such as 'P13M'")
+        raise ValueError(f"{quote(value)} is not 'session' or an ISO 8601 duration such as 'P13M'")
     return _parse_duration(value)
 
 

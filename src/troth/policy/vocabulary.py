@@ -396,6 +396,19 @@ class Vocabulary:
             return found
         return next((e for e in wildcards if name.startswith(e.name)), None)
 
+    def lookup(self, kind: VocabularyKind, key: str) -> Term | None:
+        """The term for ``key``, or None; never computes suggestions (cheap on bad input)."""
+        if kind == "country":
+            term = self._countries.get(key.upper())
+            if term is None and key in self._country_iris:
+                term = self._countries[self._country_iris[key]]
+            return term
+        return self._table(kind).find(key)
+
+    def unknown(self, kind: VocabularyKind, key: str, *, suggest: bool = True) -> str:
+        """The one-line message for an unknown ``key``, with suggestions when asked."""
+        return _unknown(_NOUNS[kind], key, self.suggestions(kind, key) if suggest else [])
+
     def suggestions(self, kind: VocabularyKind, key: str) -> list[str]:
         """Up to three accepted spellings close to ``key``."""
         if kind == "country":

@@ -1,123 +1,227 @@
-"""The ASGI app. Pages are rendered once when the app is created, never per request."""
+"""The ASGI app. Pages and banner configurations are rendered once at start-up, never per
+request; the request path of the API is validation, one short transaction or one indexed
+read."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import hashlib
+import json
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from importlib import resources
+from pathlib import Path
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from troth import __version__
+from troth.config import Settings
+from troth.consent.banner_config import banner_assets, banner_config
+from troth.policy.loader import load_policy
 from troth.policy.model import Policy
 from troth.render.output import render_policy, render_table
+from troth.store.batch import BatchWriter
+from troth.web.consent_api import consent_router
+from troth.web.pages import PageRenderer
+from troth.web.problems import BodyLimit, RateLimiter, problem
+from troth.web.services import Services
 
-__all__ = ["create_app"]
+__all__ = ["create_app", "create_app_from_env"]
 
 _HTML = "text/html; charset=utf-8"
+_PIXEL = bytes.fromhex(
+    "47494638396101000100800000000000ffffff21f90401000000002c000000000100010000020144003b"
+)
 
 
-@dataclass(frozen=True)
-class _Pages:
-    policy: Policy
-    html: dict[tuple[str, str], bytes]
-    json: dict[str, bytes]
+def create_app_from_env() -> FastAPI:
+    """Factory for ``uvicorn --factory`` with several workers: reads ``TROTH_POLICY``."""
+    return create_app(load_policy(os.environ["TROTH_POLICY"]).policy, Settings())
 
-    def language(self, request: Request) -> str | None:
-        """The ``lang`` query parameter, else the best Accept-Language match, else default."""
+
+def create_app(policy: Policy, settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+    services = Services.open(policy, settings)
+    ledger = services.ledger
+    writer = BatchWriter(services.engine)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        writer.start()
+        yield
+        await writer.stop()
+        services.engine.dispose()
+
+    app = FastAPI(
+        title="troth",
+        version=__version__,
+        docs_url=None,
+        redoc_url=None,
+        lifespan=lifespan,
+        description=f"Privacy API of {policy.service}, policy version {policy.version}",
+    )
+    pages = PageRenderer(policy, services.history)
+    js, css = banner_assets()
+    banners: dict[tuple[str, str], tuple[bytes, str]] = {}
+    for lang in policy.languages:
+        for j in [None, *policy.jurisdictions]:
+            config = banner_config(policy, lang, ledger.revisions, j or ledger.jurisdiction(None))
+            body = (
+                f"window.trothConfig={json.dumps(config)};window.trothCss={json.dumps(css)};\n{js}"
+            ).encode()
+            banners[(lang, j.id if j else "")] = (body, hashlib.sha256(body).hexdigest()[:16])
+    policy_pages = {
+        (name, lang): content.encode()
+        for lang in policy.languages
+        for name, content in (
+            ("policy", render_policy(policy, lang, "html")),
+            ("tracking", render_table(policy, "tracking", lang, "html")),
+            ("recipients", render_table(policy, "recipients", lang, "html")),
+        )
+    }
+    policy_json = {lang: render_policy(policy, lang, "json").encode() for lang in policy.languages}
+    static = resources.files("troth.web") / "static"
+    types = {".js": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf-8"}
+    statics = {
+        entry.name: (entry.read_bytes(), types[Path(entry.name).suffix])
+        for entry in static.iterdir()
+        if Path(entry.name).suffix in types
+    }
+    statics["pixel.gif"] = (_PIXEL, "image/gif")
+    headers = {"X-Policy-Version": policy.version, "Vary": "Accept-Language"}
+
+    def language(request: Request) -> str | None:
         asked = request.query_params.get("lang")
         if asked is not None:
-            return asked if asked in self.policy.languages else None
-        header = request.headers.get("accept-language", "")
+            return asked if asked in policy.languages else None
         ranked: list[tuple[float, str]] = []
-        for part in header.split(",")[:20]:
-            lang, _, q = part.strip().partition(";q=")
+        for part in request.headers.get("accept-language", "").split(",")[:20]:
+            tag, _, q = part.strip().partition(";q=")
             try:
                 weight = float(q) if q else 1.0
             except ValueError:
                 continue
-            ranked.append((weight, lang.split("-")[0].lower()))
-        for _weight, lang in sorted(ranked, key=lambda x: -x[0]):
-            if lang in self.policy.languages:
-                return lang
-        return self.policy.default_language
+            ranked.append((weight, tag.split("-")[0].lower()))
+        for _weight, tag in sorted(ranked, key=lambda x: -x[0]):
+            if tag in policy.languages:
+                return tag
+        return policy.default_language
 
+    def region(request: Request) -> str | None:
+        asked = request.query_params.get("region")
+        if asked is None:
+            return ""
+        return asked if asked in ledger.jurisdictions else None
 
-def _problem(status: int, title: str, detail: str) -> JSONResponse:
-    return JSONResponse(
-        {"type": "about:blank", "title": title, "status": status, "detail": detail},
-        status_code=status,
-        media_type="application/problem+json",
-    )
+    def no_language() -> Response:
+        return problem(404, "No such language", "lang: published in " + ", ".join(policy.languages))
 
+    def html(body: bytes, lang: str) -> Response:
+        return Response(body, media_type=_HTML, headers={**headers, "Content-Language": lang})
 
-def create_app(policy: Policy) -> FastAPI:
-    pages = _Pages(
-        policy=policy,
-        html={
-            (name, lang): content.encode()
-            for lang in policy.languages
-            for name, content in (
-                ("policy", render_policy(policy, lang, "html")),
-                ("tracking", render_table(policy, "tracking", lang, "html")),
-                ("recipients", render_table(policy, "recipients", lang, "html")),
-            )
-        },
-        json={lang: render_policy(policy, lang, "json").encode() for lang in policy.languages},
-    )
-    app = FastAPI(title="troth", version=__version__, docs_url=None, redoc_url=None)
-    headers = {"X-Policy-Version": policy.version, "Vary": "Accept-Language"}
-
-    def page(request: Request, name: str) -> Response:
-        lang = pages.language(request)
+    @app.get("/", response_class=Response, include_in_schema=False)
+    def demo(request: Request) -> Response:
+        lang, jid = language(request), region(request)
         if lang is None:
-            return _problem(
-                404,
-                "No such language",
-                "lang: this policy is published in " + ", ".join(policy.languages),
-            )
-        return Response(
-            pages.html[(name, lang)],
-            media_type=_HTML,
-            headers={**headers, "Content-Language": lang},
-        )
-
-    @app.get("/", include_in_schema=False)
-    def root() -> RedirectResponse:
-        return RedirectResponse("/privacy", status_code=307)
+            return no_language()
+        if jid is None:
+            return problem(404, "No such region", "region: " + ", ".join(ledger.jurisdictions))
+        return html(pages.demo(lang, jid).encode(), lang)
 
     @app.get("/privacy", response_class=Response, summary="The privacy policy (HTML)")
     def privacy(request: Request) -> Response:
-        return page(request, "policy")
+        lang = language(request)
+        return no_language() if lang is None else html(policy_pages[("policy", lang)], lang)
 
     @app.get("/privacy/tracking", response_class=Response, summary="Tracking technologies")
     def tracking(request: Request) -> Response:
-        return page(request, "tracking")
+        lang = language(request)
+        return no_language() if lang is None else html(policy_pages[("tracking", lang)], lang)
 
     @app.get("/privacy/recipients", response_class=Response, summary="Recipients and transfers")
     def recipients(request: Request) -> Response:
-        return page(request, "recipients")
+        lang = language(request)
+        return no_language() if lang is None else html(policy_pages[("recipients", lang)], lang)
+
+    @app.get("/privacy/preferences", response_class=Response, summary="Preference centre")
+    def preferences(request: Request) -> Response:
+        lang, jid = language(request), region(request)
+        if lang is None:
+            return no_language()
+        if jid is None:
+            return problem(404, "No such region", "region: " + ", ".join(ledger.jurisdictions))
+        return html(pages.preferences(lang, jid).encode(), lang)
 
     @app.get("/privacy.json", response_class=Response, summary="The privacy policy (JSON)")
     def privacy_json(request: Request) -> Response:
-        lang = pages.language(request)
+        lang = language(request)
         if lang is None:
-            return _problem(404, "No such language", "lang: " + ", ".join(policy.languages))
-        return Response(pages.json[lang], media_type="application/json", headers=headers)
+            return no_language()
+        return Response(policy_json[lang], media_type="application/json", headers=headers)
+
+    @app.get("/troth/banner.js", response_class=Response, summary="The consent banner")
+    def banner(request: Request) -> Response:
+        lang = language(request)
+        jid = request.query_params.get("jurisdiction", "")
+        found = banners.get((lang or "", jid))
+        if found is None:
+            return problem(404, "No such banner", "lang, jurisdiction: not declared by the policy")
+        body, etag = found
+        if request.headers.get("if-none-match") == f'"{etag}"':
+            return Response(status_code=304)
+        return Response(
+            body,
+            media_type="text/javascript; charset=utf-8",
+            headers={"Cache-Control": "public, max-age=300", "ETag": f'"{etag}"'},
+        )
+
+    @app.get("/troth/{name}", response_class=Response, include_in_schema=False)
+    def static_js(name: str) -> Response:
+        found = statics.get(name)
+        if found is None:
+            return problem(404, "Not found", "no such file")
+        return Response(
+            found[0], media_type=found[1], headers={"Cache-Control": "public, max-age=300"}
+        )
 
     @app.get("/healthz", summary="Liveness")
     def healthz() -> PlainTextResponse:
         return PlainTextResponse("ok")
 
+    app.include_router(consent_router(ledger, writer, RateLimiter(settings.write_rate_per_minute)))
+
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return _problem(exc.status_code, str(exc.detail), str(exc.detail))
+        return problem(exc.status_code, str(exc.detail), str(exc.detail))
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
-        first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
-        field = ".".join(str(p) for p in first["loc"])
-        return _problem(422, "Invalid request", f"{field}: {first['msg']}")
+        errors = exc.errors()
+        first = errors[0] if errors else {"loc": (), "msg": "invalid request", "type": ""}
+        if first.get("type") == "json_invalid":
+            return problem(400, "Malformed JSON", "body: not valid JSON")
+        where = ".".join(str(p) for p in first["loc"] if p not in ("body",)) or "body"
+        return problem(422, "Invalid request", f"{where}: {first['msg']}")
 
+    @app.middleware("http")
+    async def security_headers(request: Request, call_next: object) -> Response:
+        response: Response = await call_next(request)  # type: ignore[operator]
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("Referrer-Policy", "strict-origin-when-cross-origin")
+        return response
+
+    origins = settings.origin_list() or ([policy.url.rstrip("/")] if policy.url else [])
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=[o for o in origins if o.startswith("http")],
+        allow_methods=["GET", "POST"],
+        allow_headers=["Content-Type"],
+        max_age=600,
+    )
+    app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    app.state.services = services
     return app

@@ -1,0 +1,28 @@
+"""Settings from the environment (``TROTH_*``) with the embedded defaults.
+
+TROTH_DATABASE_URL   sqlite:///troth.db (default) or postgresql+psycopg://user@host/db
+TROTH_KEYS_DIR       where troth keeps its secrets (created 0700); default ./troth-keys
+TROTH_ORIGINS        comma-separated site origins allowed to call the API (CORS)
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["Settings"]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="TROTH_", extra="ignore")
+
+    database_url: str = "sqlite:///troth.db"
+    keys_dir: Path = Path("troth-keys")
+    origins: str = ""
+    max_body_bytes: int = Field(default=16_384, ge=1024)
+    write_rate_per_minute: int = Field(default=120, ge=1)
+
+    def origin_list(self) -> list[str]:
+        return [o.strip().rstrip("/") for o in self.origins.split(",") if o.strip()]

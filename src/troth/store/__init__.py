@@ -1,0 +1,1 @@
+"""Storage: the SQLAlchemy engine, every table troth owns, and the migrations."""

@@ -1,0 +1,72 @@
+"""Every table troth owns. Capabilities reach these through their own modules only."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    Date,
+    DateTime,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+
+__all__ = ["consent_current", "consent_events", "metadata", "policy_versions"]
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+# SQLite only auto-increments INTEGER PRIMARY KEY; PostgreSQL gets a BIGINT identity.
+Id = BigInteger().with_variant(Integer(), "sqlite")
+
+policy_versions = Table(
+    "policy_versions",
+    metadata,
+    Column("seq", Integer, primary_key=True, autoincrement=True),
+    Column("version", String(32), nullable=False, unique=True),
+    Column("effective", Date, nullable=False),
+    Column("digest", String(64), nullable=False),
+    Column("document", Text, nullable=False),
+    Column("reconsent", JSON, nullable=False),
+    Column("published_at", DateTime(timezone=True), nullable=False),
+)
+
+consent_events = Table(
+    "consent_events",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("receipt_id", String(36), nullable=False, unique=True),
+    Column("subject_hash", String(64), nullable=False),
+    Column("policy_version", String(32), nullable=False),
+    Column("language", String(8), nullable=False),
+    Column("method", String(32), nullable=False),
+    Column("jurisdiction", String(64), nullable=False),
+    Column("gpc", Boolean, nullable=False),
+    Column("choices", JSON, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("signature", String(128), nullable=False),
+    Column("receipt", JSON, nullable=False),
+    Index("ix_consent_events_subject", "subject_hash", "id"),
+)
+
+consent_current = Table(
+    "consent_current",
+    metadata,
+    Column("subject_hash", String(64), primary_key=True),
+    Column("category", String(64), primary_key=True),
+    Column("status", String(16), nullable=False),
+    Column("policy_version", String(32), nullable=False),
+    Column("event_id", Id, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
