@@ -65,6 +65,7 @@ import os  # noqa: E402
 import shutil  # noqa: E402
 import socket  # noqa: E402
 import subprocess  # noqa: E402
+import tempfile  # noqa: E402
 import uuid  # noqa: E402
 from collections.abc import Iterator  # noqa: E402
 
@@ -89,7 +90,8 @@ def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     if not found:
         pytest.fail("PostgreSQL server binaries are missing: run `make test`, which installs them")
     bindir = os.path.dirname(found[-1])
-    base = tmp_path_factory.mktemp("postgres")
+    # Not under pytest's tmp_path: that is private to root, and the server runs as 'postgres'.
+    base = Path(tempfile.mkdtemp(prefix="troth-pg-"))
     data, sockets = base / "data", base / "run"
     sockets.mkdir()
     if os.geteuid() == 0:
@@ -115,6 +117,7 @@ def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             _as_postgres([f"{bindir}/pg_ctl", "-D", str(data), "-m", "immediate", "stop"]),
             check=False, capture_output=True,
         )  # fmt: skip
+        shutil.rmtree(base, ignore_errors=True)
 
 
 def new_postgres_database(server: str) -> str:
@@ -132,3 +135,70 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'troth.db'}"
     return new_postgres_database(request.getfixturevalue("postgres_server"))
+
+
+# --- a real troth server ------------------------------------------------------------------
+
+import contextlib  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from dataclasses import dataclass  # noqa: E402
+
+import httpx  # noqa: E402
+
+TROTH_BIN = str(Path(sys.executable).with_name("troth"))
+
+
+@dataclass
+class Server:
+    url: str
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+@contextlib.contextmanager
+def running_server(
+    policy: Path,
+    database_url: str,
+    workdir: Path,
+    *,
+    workers: int = 1,
+    env: dict[str, str] | None = None,
+) -> Iterator[Server]:
+    """Start `troth serve` on a free port and wait until it answers; stop it afterwards."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    log = workdir / f"serve-{port}.log"
+    full_env = {**os.environ, "TROTH_KEYS_DIR": str(workdir / "keys"), **(env or {})}
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [TROTH_BIN, "serve", str(policy), "--port", str(port),
+             "--database-url", database_url, "--workers", str(workers)],
+            cwd=workdir, stdout=out, stderr=subprocess.STDOUT, env=full_env,
+        )  # fmt: skip
+    server = Server(f"http://127.0.0.1:{port}", process, log)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            if process.poll() is not None:
+                pytest.fail(f"troth serve exited with {process.returncode}:\n{server.output()}")
+            try:
+                if httpx.get(f"{server.url}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"troth serve did not start:\n{server.output()}")
+            time.sleep(0.1)
+        yield server
+    finally:
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
