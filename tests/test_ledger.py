@@ -9,6 +9,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import func, select, text
 
+from conftest import SEED
 from troth.consent.ledger import ConsentChange, ConsentLedger
 from troth.consent.receipts import ReceiptSigner, verify_receipt
 from troth.consent.subjects import SubjectHasher
@@ -19,8 +20,6 @@ from troth.store.batch import BatchWriter
 from troth.store.engine import make_engine
 from troth.store.migrate import check_current, upgrade
 from troth.store.tables import consent_current, consent_events, policy_versions
-
-from conftest import SEED
 
 
 @pytest.fixture
