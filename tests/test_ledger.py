@@ -12,7 +12,7 @@ from sqlalchemy import func, select, text
 from conftest import SEED
 from troth.consent.ledger import ConsentChange, ConsentLedger
 from troth.consent.receipts import ReceiptSigner, verify_receipt
-from troth.consent.subjects import SubjectHasher
+from troth.keyring.subjects import SubjectHasher
 from troth.consent.versions import load_history, publish
 from troth.errors import ConsentError, PublishError, ReceiptError, StoreError
 from troth.policy.loader import load_policy

@@ -7,8 +7,11 @@
     ├── RenderError             a policy that loads but cannot be rendered
     ├── StoreError              the database cannot be used (bad URL, not migrated, ...)
     ├── PublishError            a policy version that conflicts with one already published
-    └── ConsentError            a consent request that cannot be honoured (bad category, ...)
-        └── ReceiptError        a consent receipt that does not verify
+    ├── ConsentError            a consent request that cannot be honoured (bad category, ...)
+    │   └── ReceiptError        a consent receipt that does not verify
+    ├── KeyringError            a key that is missing, wrong or cannot open a data key
+    ├── AuditError              an audit log that cannot be read or verified
+    └── PurposeDenied           application code asked for data the policy does not allow
 
 Entry points (CLI, web) catch ``TrothError`` and turn it into a clear message and a
 non-zero exit or a 4xx; anything else is a bug in troth and is allowed to surface.
@@ -19,12 +22,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 __all__ = [
+    "AuditError",
     "ConsentError",
+    "KeyringError",
     "Location",
     "PolicyError",
     "PolicyFileError",
     "Problem",
     "PublishError",
+    "PurposeDenied",
     "ReceiptError",
     "RenderError",
     "StoreError",
@@ -100,3 +106,23 @@ class ConsentError(TrothError):
 
 class ReceiptError(ConsentError):
     """A consent receipt that is malformed or whose signature does not verify."""
+
+
+class KeyringError(TrothError):
+    """A key-encryption key or data key that is missing, wrong, or cannot open a data key."""
+
+
+class AuditError(TrothError):
+    """An audit log that cannot be read, or whose signed heads cannot be checked."""
+
+
+class PurposeDenied(TrothError):
+    """Application code asked to use personal data in a way the policy does not allow now.
+
+    ``rule`` names what denied it (undeclared purpose or category, missing consent,
+    restriction, objection), so the caller can show or log the reason.
+    """
+
+    def __init__(self, rule: str, message: str) -> None:
+        self.rule = rule
+        super().__init__(message)

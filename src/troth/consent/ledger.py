@@ -16,10 +16,11 @@ from sqlalchemy import Connection, Engine, insert, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from troth.consent.receipts import RECEIPT_FIELDS, ReceiptSigner
-from troth.consent.subjects import SubjectHasher
 from troth.consent.versions import PolicyHistory
 from troth.errors import ConsentError
+from troth.keyring.subjects import SubjectHasher
 from troth.policy.model import Jurisdiction, Policy
+from troth.store.engine import writing
 from troth.store.tables import consent_current, consent_events
 
 __all__ = [
@@ -255,7 +256,7 @@ class ConsentLedger:
     def record(self, change: ConsentChange) -> dict[str, Any]:
         """Record synchronously (CLI, tests); the web API goes through a BatchWriter."""
         work = self.prepare(change)
-        with self.engine.begin() as conn:
+        with writing(self.engine).begin() as conn:
             result: dict[str, Any] = work(conn)
         return result
 

@@ -19,6 +19,7 @@ from sqlalchemy.exc import IntegrityError
 from troth.errors import PublishError
 from troth.policy.diff import diff_policies
 from troth.policy.model import Policy
+from troth.store.engine import writing
 from troth.store.tables import policy_versions
 
 __all__ = ["PolicyHistory", "PublishedVersion", "load_history", "publish"]
@@ -104,7 +105,7 @@ def publish(engine: Engine, policy: Policy) -> PolicyHistory:
             previous = Policy.model_validate(json.loads(previous_doc))
             reconsent = diff_policies(previous, policy).reconsent
         try:
-            with engine.begin() as conn:
+            with writing(engine).begin() as conn:
                 conn.execute(
                     insert(policy_versions).values(
                         version=policy.version,

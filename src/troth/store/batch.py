@@ -16,14 +16,29 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine
 
+from troth.store.engine import writing
+
 __all__ = ["BatchWriter"]
 
 Work = Callable[[Connection], Any]
 
 
 class BatchWriter:
-    def __init__(self, engine: Engine, max_batch: int = 256, max_queue: int = 10_000) -> None:
+    """``finish(conn)`` runs inside each transaction after its work and returns a token;
+    ``after_commit(token)`` runs once that transaction committed (the audit log uses them
+    to take and then publish its signed head)."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        max_batch: int = 256,
+        max_queue: int = 10_000,
+        finish: Callable[[Connection], Any] | None = None,
+        after_commit: Callable[[Any], None] | None = None,
+    ) -> None:
         self.engine = engine
+        self._finish = finish or (lambda _conn: None)
+        self._after_commit = after_commit or (lambda _token: None)
         self.max_batch = max_batch
         self._queue: asyncio.Queue[tuple[Work, asyncio.Future[Any]]] = asyncio.Queue(max_queue)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="troth-writer")
@@ -65,8 +80,10 @@ class BatchWriter:
 
     def _commit(self, batch: list[tuple[Work, asyncio.Future[Any]]]) -> list[tuple[bool, Any]]:
         try:
-            with self.engine.begin() as conn:
+            with writing(self.engine).begin() as conn:
                 results = [work(conn) for work, _ in batch]
+                token = self._finish(conn)
+            self._after_commit(token)
             return [(True, r) for r in results]
         except Exception:
             if len(batch) == 1:
@@ -75,7 +92,10 @@ class BatchWriter:
 
     def _one(self, work: Work) -> tuple[bool, Any]:
         try:
-            with self.engine.begin() as conn:
-                return True, work(conn)
+            with writing(self.engine).begin() as conn:
+                result = work(conn)
+                token = self._finish(conn)
+            self._after_commit(token)
+            return True, result
         except Exception as exc:
             return False, exc

@@ -9,7 +9,14 @@ from sqlalchemy.engine import make_url
 
 from troth.errors import StoreError
 
-__all__ = ["make_engine"]
+__all__ = ["make_engine", "writing"]
+
+
+def writing(engine: Engine) -> Engine:
+    """The same engine, for transactions that write: on SQLite they take the write lock at
+    BEGIN (``BEGIN IMMEDIATE``), so a transaction that reads before it writes never fails
+    because another connection committed in between. Readers stay deferred."""
+    return engine.execution_options(troth_write=True)
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
@@ -22,9 +29,15 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     if backend == "sqlite":
         engine = create_engine(
             parsed,
-            connect_args={"check_same_thread": False, "timeout": 30},
+            # isolation_level=None: the driver leaves transactions to us (see "begin" below)
+            connect_args={"check_same_thread": False, "timeout": 30, "isolation_level": None},
             **kwargs,
         )
+
+        @event.listens_for(engine, "begin")
+        def _begin(conn: Any) -> None:
+            immediate = conn.get_execution_options().get("troth_write")
+            conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
         @event.listens_for(engine, "connect")
         def _pragmas(dbapi_connection: Any, _record: Any) -> None:

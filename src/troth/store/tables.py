@@ -11,13 +11,24 @@ from sqlalchemy import (
     DateTime,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
     Text,
 )
 
-__all__ = ["consent_current", "consent_events", "metadata", "policy_versions"]
+__all__ = [
+    "audit_entries",
+    "audit_state",
+    "consent_current",
+    "consent_events",
+    "metadata",
+    "policy_versions",
+    "processing_limits",
+    "subject_keys",
+    "vault_values",
+]
 
 metadata = MetaData(
     naming_convention={
@@ -69,4 +80,56 @@ consent_current = Table(
     Column("policy_version", String(32), nullable=False),
     Column("event_id", Id, nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+subject_keys = Table(
+    "subject_keys",
+    metadata,
+    Column("subject_hash", String(64), primary_key=True),
+    Column("kek_id", String(32), nullable=False),
+    Column("wrapped", LargeBinary, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Index("ix_subject_keys_kek", "kek_id"),
+)
+
+vault_values = Table(
+    "vault_values",
+    metadata,
+    Column("subject_hash", String(64), primary_key=True),
+    Column("category", String(64), primary_key=True),
+    Column("ciphertext", LargeBinary, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+processing_limits = Table(
+    "processing_limits",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("subject_hash", String(64), nullable=False),
+    Column("kind", String(16), nullable=False),  # restriction | objection | legal_hold
+    Column("scope", String(64), nullable=False),  # a purpose id, or "*"
+    Column("reason", Text, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("released_at", DateTime(timezone=True), nullable=True),
+    Index("ix_processing_limits_subject", "subject_hash", "kind"),
+)
+
+audit_entries = Table(
+    "audit_entries",
+    metadata,
+    Column("seq", BigInteger, primary_key=True, autoincrement=False),
+    Column("at", String(32), nullable=False),
+    Column("actor", String(128), nullable=False),
+    Column("action", String(64), nullable=False),
+    Column("subject_ref", String(64), nullable=True),
+    Column("details", Text, nullable=False),
+    Column("leaf_hash", String(64), nullable=False),
+)
+
+audit_state = Table(
+    "audit_state",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("size", BigInteger, nullable=False),
+    Column("frontier", Text, nullable=False),
 )

@@ -10,8 +10,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from troth.consent.ledger import ConsentChange, ConsentLedger, Method
 from troth.consent.receipts import public_key_pem
-from troth.consent.subjects import SUBJECT_PATTERN
 from troth.errors import ConsentError
+from troth.keyring.subjects import SUBJECT_PATTERN
 from troth.store.batch import BatchWriter
 from troth.web.problems import RateLimiter, client_key, problem
 

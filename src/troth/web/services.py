@@ -9,8 +9,8 @@ from sqlalchemy import Engine
 from troth.config import Settings
 from troth.consent.ledger import ConsentLedger
 from troth.consent.receipts import ReceiptSigner
-from troth.consent.subjects import SubjectHasher
 from troth.consent.versions import PolicyHistory, publish
+from troth.keyring.subjects import SubjectHasher
 from troth.policy.compiled import CompiledPolicy, compile_policy
 from troth.policy.model import Policy
 from troth.store.engine import make_engine

@@ -1,0 +1,113 @@
+"""Per-subject data keys: created on first use, wrapped by the KEK, destroyed on erasure.
+
+A subject's data key encrypts their vault values and keys their pseudonym in the audit
+log; destroying it (crypto-shredding) makes both unreadable and unlinkable for good.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import hmac
+import os
+from collections.abc import Mapping
+
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from sqlalchemy import Connection, Engine, delete, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from troth.errors import KeyringError
+from troth.keyring.kek import KeyEncryptionKey
+from troth.store.engine import writing
+from troth.store.tables import subject_keys
+
+__all__ = ["Keyring"]
+
+
+def _derive(dek: bytes, purpose: bytes) -> bytes:
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=purpose).derive(dek)
+
+
+class Keyring:
+    def __init__(
+        self, kek: KeyEncryptionKey, previous: Mapping[str, KeyEncryptionKey] | None = None
+    ) -> None:
+        self.kek = kek
+        self.keks: dict[str, KeyEncryptionKey] = {kek.id: kek, **(previous or {})}
+
+    def _unwrap(self, kek_id: str, wrapped: bytes, subject_hash: str) -> bytes:
+        kek = self.keks.get(kek_id)
+        if kek is None:
+            raise KeyringError(
+                f"a data key is wrapped by key-encryption key {kek_id}, which is not loaded "
+                "(finish `troth keys rotate`, or load the old KEK)"
+            )
+        return kek.unwrap(wrapped, subject_hash.encode())
+
+    def data_key(self, conn: Connection, subject_hash: str, *, create: bool) -> bytes | None:
+        row = conn.execute(
+            select(subject_keys.c.kek_id, subject_keys.c.wrapped).where(
+                subject_keys.c.subject_hash == subject_hash
+            )
+        ).first()
+        if row is not None:
+            return self._unwrap(row.kek_id, row.wrapped, subject_hash)
+        if not create:
+            return None
+        dek = os.urandom(32)
+        insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+        conn.execute(
+            insert(subject_keys)
+            .values(
+                subject_hash=subject_hash,
+                kek_id=self.kek.id,
+                wrapped=self.kek.wrap(dek, subject_hash.encode()),
+                created_at=dt.datetime.now(dt.UTC),
+            )
+            .on_conflict_do_nothing(index_elements=["subject_hash"])
+        )
+        # another transaction may have won the race: read what is there now
+        return self.data_key(conn, subject_hash, create=False)
+
+    def value_key(self, dek: bytes) -> bytes:
+        return _derive(dek, b"troth vault value key")
+
+    def subject_ref(self, conn: Connection, subject_hash: str) -> str:
+        """The subject's pseudonym in the audit log, keyed by their own data key."""
+        dek = self.data_key(conn, subject_hash, create=True)
+        assert dek is not None
+        key = _derive(dek, b"troth audit subject ref")
+        return hmac.new(key, subject_hash.encode(), hashlib.sha256).hexdigest()
+
+    def shred(self, conn: Connection, subject_hash: str) -> bool:
+        """Destroy the subject's data key; returns whether there was one."""
+        result = conn.execute(
+            delete(subject_keys).where(subject_keys.c.subject_hash == subject_hash)
+        )
+        return bool(result.rowcount)
+
+    def rotate(self, engine: Engine, batch: int = 1000) -> int:
+        """Re-wrap every data key under the current KEK; values are not re-encrypted."""
+        done = 0
+        while True:
+            with writing(engine).begin() as conn:
+                rows = conn.execute(
+                    select(
+                        subject_keys.c.subject_hash, subject_keys.c.kek_id, subject_keys.c.wrapped
+                    )
+                    .where(subject_keys.c.kek_id != self.kek.id)
+                    .limit(batch)
+                ).all()
+                for r in rows:
+                    dek = self._unwrap(r.kek_id, r.wrapped, r.subject_hash)
+                    conn.execute(
+                        update(subject_keys)
+                        .where(subject_keys.c.subject_hash == r.subject_hash)
+                        .values(
+                            kek_id=self.kek.id, wrapped=self.kek.wrap(dek, r.subject_hash.encode())
+                        )
+                    )
+            done += len(rows)
+            if len(rows) < batch:
+                return done
