@@ -4,17 +4,22 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import tempfile
+from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import func, select, text
 
 from conftest import SEED
+from troth.audit.log import AuditLog
 from troth.consent.ledger import ConsentChange, ConsentLedger
 from troth.consent.receipts import ReceiptSigner, verify_receipt
-from troth.keyring.subjects import SubjectHasher
 from troth.consent.versions import load_history, publish
 from troth.errors import ConsentError, PublishError, ReceiptError, StoreError
+from troth.keyring.kek import LocalKEK
+from troth.keyring.keys import Keyring
+from troth.keyring.subjects import SubjectHasher
 from troth.policy.loader import load_policy
 from troth.store.batch import BatchWriter
 from troth.store.engine import make_engine
@@ -30,14 +35,20 @@ def engine(db_url):
     eng.dispose()
 
 
-def ledger_for(engine, policy) -> ConsentLedger:
+def ledger_for(engine, policy, heads=None) -> ConsentLedger:
     history = publish(engine, policy)
+    audit = AuditLog(
+        Keyring(LocalKEK(b"e" * 32)),
+        Ed25519PrivateKey.generate(),
+        heads or Path(tempfile.mkdtemp()) / "heads.jsonl",
+    )
     return ConsentLedger(
         engine,
         policy,
         history,
         SubjectHasher(b"k" * 32),
         ReceiptSigner(Ed25519PrivateKey.generate()),
+        audit,
     )
 
 
@@ -227,7 +238,9 @@ def test_group_commit_acknowledges_every_write(ledger, engine):
     subjects = [visitor() for _ in range(150)]
 
     async def run() -> list[dict]:
-        writer = BatchWriter(engine, max_batch=64)
+        writer = BatchWriter(
+            engine, max_batch=64, finish=ledger.audit.take_head, after_commit=ledger.audit.publish
+        )
         writer.start()
         try:
             return await asyncio.gather(
@@ -238,6 +251,8 @@ def test_group_commit_acknowledges_every_write(ledger, engine):
 
     receipts = asyncio.run(run())
     assert len({r["receipt_id"] for r in receipts}) == 150
+    assert sorted(r["audit_index"] for r in receipts) == list(range(150))
+    assert ledger.audit.verify(engine).ok
     with engine.connect() as conn:
         assert conn.execute(select(func.count()).select_from(consent_events)).scalar() == 150
     assert all(ledger.effective(s).allowed("analytics") for s in subjects[:10])

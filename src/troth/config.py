@@ -20,6 +20,9 @@ class Settings(BaseSettings):
 
     database_url: str = "sqlite:///troth.db"
     keys_dir: Path = Path("troth-keys")
+    kek: str | None = None
+    kek_file: Path | None = None
+    audit_heads: Path = Path("troth-audit") / "heads.jsonl"
     origins: str = ""
     max_body_bytes: int = Field(default=16_384, ge=1024)
     write_rate_per_minute: int = Field(default=120, ge=1)

@@ -13,7 +13,6 @@ Subjects appear only as ``subject_ref``: a keyed hash under the subject's own da
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
 import json
 import os
@@ -28,9 +27,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from sqlalchemy import Connection, Engine, func, insert, select, update
 
 from troth.audit.merkle import Frontier, inclusion_path, leaf_hash, verify_inclusion
-from troth.consent.receipts import canonical, key_id
 from troth.errors import AuditError
 from troth.keyring.keys import Keyring
+from troth.keyring.signing import b64, canonical, key_id, unb64
 from troth.store.engine import writing
 from troth.store.tables import audit_entries, audit_state
 
@@ -94,14 +93,6 @@ def entry_bytes(
 
 def _now() -> str:
     return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
-def _unb64(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
 class AuditLog:
@@ -178,7 +169,7 @@ class AuditLog:
     def _sign(self, size: int, root: str, at: str, *, recovered: bool = False) -> TreeHead:
         payload = {"size": size, "root": root, "timestamp": at, "key_id": self.key_id}
         return TreeHead(
-            size, root, at, self.key_id, _b64(self._key.sign(canonical(payload))), recovered
+            size, root, at, self.key_id, b64(self._key.sign(canonical(payload))), recovered
         )
 
     def _write_head(self, head: TreeHead) -> None:
@@ -231,7 +222,7 @@ def read_heads(path: Path, public: Ed25519PublicKey) -> list[TreeHead]:
                     str(data["signature"]),
                     bool(data.get("recovered", False)),
                 )
-                public.verify(_unb64(head.signature), canonical(head.payload()))
+                public.verify(unb64(head.signature), canonical(head.payload()))
             except (ValueError, KeyError, TypeError):
                 raise AuditError(f"{path}:{number}: not a signed tree head") from None
             except InvalidSignature:

@@ -15,6 +15,7 @@ from typing import Any, Literal
 from sqlalchemy import Connection, Engine, insert, select
 from sqlalchemy.dialects import postgresql, sqlite
 
+from troth.audit.log import AuditEvent, AuditLog
 from troth.consent.receipts import RECEIPT_FIELDS, ReceiptSigner
 from troth.consent.versions import PolicyHistory
 from troth.errors import ConsentError
@@ -99,8 +100,10 @@ class ConsentLedger:
         history: PolicyHistory,
         hasher: SubjectHasher,
         signer: ReceiptSigner,
+        audit: AuditLog,
     ) -> None:
         self.engine = engine
+        self.audit = audit
         self.policy = policy
         self.history = history
         self.hash = hasher
@@ -178,8 +181,25 @@ class ConsentLedger:
                 c: ("withdrawn" if s == "refused" and before.get(c) == "given" else s)
                 for c, s in sorted(choices.items())
             }
+            (audit_index,) = self.audit.append(
+                conn,
+                [
+                    AuditEvent(
+                        "consent.changed",
+                        f"consent:{change.method}",
+                        subject_hash,
+                        {
+                            "receipt_id": receipt_id,
+                            "choices": final,
+                            "policy_version": change.policy_version,
+                            "jurisdiction": jurisdiction.id if jurisdiction else "",
+                            "gpc": change.gpc,
+                        },
+                    )
+                ],
+            )
             payload = self._payload(
-                receipt_id, subject_hash, change, jurisdiction, final, _iso(now)
+                receipt_id, subject_hash, change, jurisdiction, final, _iso(now), audit_index
             )
             signature = self.signer.sign(payload)
             event_id = conn.execute(
@@ -234,6 +254,7 @@ class ConsentLedger:
         jurisdiction: Jurisdiction | None,
         choices: dict[str, str],
         timestamp: str,
+        audit_index: int,
     ) -> dict[str, Any]:
         payload = {
             "receipt_id": receipt_id,
@@ -248,6 +269,7 @@ class ConsentLedger:
             "gpc": change.gpc,
             "choices": choices,
             "timestamp": timestamp,
+            "audit_index": audit_index,
             "key_id": self.signer.key_id,
         }
         assert tuple(payload) == RECEIPT_FIELDS
@@ -258,6 +280,8 @@ class ConsentLedger:
         work = self.prepare(change)
         with writing(self.engine).begin() as conn:
             result: dict[str, Any] = work(conn)
+            head = self.audit.take_head(conn)
+        self.audit.publish(head)
         return result
 
     # --- reading -----------------------------------------------------------------------

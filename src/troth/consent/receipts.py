@@ -6,16 +6,13 @@ keys, no whitespace, UTF-8) of every other field, so anyone with the public key 
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import json
 from typing import Any
 
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from troth.errors import ReceiptError
+from troth.keyring.signing import b64, canonical, key_id, public_key_pem, unb64
 
 __all__ = ["ReceiptSigner", "canonical", "key_id", "public_key_pem", "verify_receipt"]
 
@@ -32,31 +29,9 @@ RECEIPT_FIELDS = (
     "gpc",
     "choices",
     "timestamp",
+    "audit_index",
     "key_id",
 )
-
-
-def canonical(payload: dict[str, Any]) -> bytes:
-    return json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
-
-
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
-def _unb64(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-
-
-def key_id(public: Ed25519PublicKey) -> str:
-    raw = public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-    return hashlib.sha256(raw).hexdigest()[:16]
-
-
-def public_key_pem(public: Ed25519PublicKey) -> str:
-    return public.public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    ).decode()
 
 
 class ReceiptSigner:
@@ -66,7 +41,7 @@ class ReceiptSigner:
         self.key_id = key_id(self.public)
 
     def sign(self, payload: dict[str, Any]) -> str:
-        return _b64(self._private.sign(canonical(payload)))
+        return b64(self._private.sign(canonical(payload)))
 
     def receipt(self, payload: dict[str, Any], signature: str) -> dict[str, Any]:
         return {**payload, "signature": signature}
@@ -91,7 +66,7 @@ def verify_receipt(receipt: Any, public: Ed25519PublicKey) -> dict[str, Any]:
     if not isinstance(signature, str):
         raise ReceiptError("signature must be text")
     try:
-        public.verify(_unb64(signature), canonical(payload))
+        public.verify(unb64(signature), canonical(payload))
     except (InvalidSignature, ValueError):
         raise ReceiptError("signature does not match: the receipt was altered") from None
     return payload

@@ -47,7 +47,9 @@ def create_app(policy: Policy, settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     services = Services.open(policy, settings)
     ledger = services.ledger
-    writer = BatchWriter(services.engine)
+    writer = BatchWriter(
+        services.engine, finish=services.audit.take_head, after_commit=services.audit.publish
+    )
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:

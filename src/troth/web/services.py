@@ -2,22 +2,37 @@
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 
 from sqlalchemy import Engine
 
+from troth.audit.log import AuditLog
 from troth.config import Settings
 from troth.consent.ledger import ConsentLedger
 from troth.consent.receipts import ReceiptSigner
 from troth.consent.versions import PolicyHistory, publish
+from troth.keyring.kek import LocalKEK, load_kek
+from troth.keyring.keys import Keyring
 from troth.keyring.subjects import SubjectHasher
 from troth.policy.compiled import CompiledPolicy, compile_policy
 from troth.policy.model import Policy
 from troth.store.engine import make_engine
 from troth.store.migrate import upgrade
 from troth.store.secrets import Secrets
+from troth.vault.vault import Vault
 
-__all__ = ["Services"]
+__all__ = ["Services", "open_keyring"]
+
+
+def open_keyring(settings: Settings) -> Keyring:
+    """The current KEK plus any previous ones (``kek-*.key``) still needed for rotation."""
+    kek = load_kek(settings.kek_file, settings.kek, create_at=settings.keys_dir / "kek.key")
+    previous: dict[str, LocalKEK] = {}
+    for path in sorted(settings.keys_dir.glob("kek-*.key")):
+        old = load_kek(path, None)
+        previous[old.id] = old
+    return Keyring(kek, previous)
 
 
 @dataclass
@@ -27,7 +42,10 @@ class Services:
     compiled: CompiledPolicy
     engine: Engine
     history: PolicyHistory
+    keyring: Keyring
+    audit: AuditLog
     ledger: ConsentLedger
+    vault: Vault
 
     @classmethod
     def open(cls, policy: Policy, settings: Settings) -> Services:
@@ -36,11 +54,24 @@ class Services:
         upgrade(engine)
         history = publish(engine, policy)
         secrets = Secrets(settings.keys_dir)
+        keyring = open_keyring(settings)
+        audit = AuditLog(keyring, secrets.signing_key("audit"), settings.audit_heads)
+        recovered = audit.recover(engine)
+        if recovered is not None:
+            print(
+                f"troth: audit entries up to {recovered.size} had no signed head (an earlier "
+                "crash?); signed now and marked 'recovered' — `troth audit verify` lists them",
+                file=sys.stderr,
+            )
+        hasher = SubjectHasher(secrets.key("subject"))
         ledger = ConsentLedger(
-            engine,
-            policy,
-            history,
-            SubjectHasher(secrets.key("subject")),
-            ReceiptSigner(secrets.signing_key("receipt")),
+            engine, policy, history, hasher, ReceiptSigner(secrets.signing_key("receipt")), audit
         )
-        return cls(settings, policy, compile_policy(policy), engine, history, ledger)
+        compiled = compile_policy(policy)
+
+        def consents(subject: str) -> set[str]:
+            state = ledger.effective(subject)
+            return {c for c, s in state.categories.items() if s.allowed}
+
+        vault = Vault(engine, compiled, hasher, keyring, audit, consents)
+        return cls(settings, policy, compiled, engine, history, keyring, audit, ledger, vault)

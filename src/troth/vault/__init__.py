@@ -1,0 +1,1 @@
+"""The vault: how application code holds personal data, for declared purposes only."""

@@ -1,0 +1,293 @@
+"""Purpose-bound access to personal data.
+
+``vault.put(subject, category, value, purpose=...)`` and ``vault.get(subject, categories,
+purpose=...)`` are allowed only when the compiled policy declares that purpose for those
+categories and its legal basis holds now: consent present for consent-based activities,
+no restriction, no objection to a legitimate-interest activity. Every decision, allowed or
+denied, is an audit entry; a denial raises :class:`PurposeDenied` naming the rule.
+
+Values are encrypted with AES-256-GCM under a key derived from the subject's data key,
+with the subject and category bound in as associated data; erasing the subject destroys
+the data key (crypto-shredding).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from sqlalchemy import Connection, Engine, delete, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from troth.audit.log import AuditEvent, AuditLog
+from troth.errors import KeyringError, PurposeDenied
+from troth.keyring.keys import Keyring
+from troth.keyring.subjects import SubjectHasher
+from troth.policy.compiled import CompiledPolicy
+from troth.store.engine import writing
+from troth.store.tables import processing_limits, vault_values
+
+__all__ = ["LimitKind", "Vault", "VaultDecision"]
+
+LimitKind = Literal["restriction", "objection", "legal_hold"]
+ConsentLookup = Callable[[str], Collection[str]]
+
+
+@dataclass(frozen=True)
+class VaultDecision:
+    allowed: bool
+    rule: str
+    reason: str
+    activities: tuple[str, ...] = ()
+
+
+def _aad(subject_hash: str, category: str) -> bytes:
+    return f"{subject_hash}\x1f{category}".encode()
+
+
+class Vault:
+    def __init__(
+        self,
+        engine: Engine,
+        compiled: CompiledPolicy,
+        hasher: SubjectHasher,
+        keyring: Keyring,
+        audit: AuditLog,
+        consents: ConsentLookup,
+    ) -> None:
+        """``consents(subject)`` returns the consent categories the subject allows now."""
+        self.engine = engine
+        self.compiled = compiled
+        self.hash = hasher
+        self.keyring = keyring
+        self.audit = audit
+        self.consents = consents
+        self._insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
+
+    # --- deciding ----------------------------------------------------------------------
+
+    def _limits(self, conn: Connection, subject_hash: str) -> list[tuple[str, str, str]]:
+        rows = conn.execute(
+            select(
+                processing_limits.c.kind, processing_limits.c.scope, processing_limits.c.reason
+            ).where(
+                processing_limits.c.subject_hash == subject_hash,
+                processing_limits.c.released_at.is_(None),
+            )
+        ).all()
+        return [(r.kind, r.scope, r.reason) for r in rows]
+
+    def decide(
+        self,
+        conn: Connection,
+        subject: str,
+        subject_hash: str,
+        purpose: str,
+        categories: Sequence[str],
+    ) -> VaultDecision:
+        decision = self.compiled.decide(purpose, categories, self.consents(subject))
+        if not decision.allowed:
+            rule = "consent" if decision.missing_consents else "policy"
+            return VaultDecision(False, rule, decision.reason)
+        bases = {self.compiled.activities[a].basis_kind for a in decision.activities}
+        for kind, scope, _reason in self._limits(conn, subject_hash):
+            if scope not in ("*", purpose):
+                continue
+            if kind == "restriction" and bases - {"legal_obligation"}:
+                return VaultDecision(
+                    False,
+                    "restriction",
+                    f"processing for '{purpose}' is restricted for this subject (GDPR Art. 18)",
+                )
+            if kind == "objection" and "legitimate_interest" in bases:
+                return VaultDecision(
+                    False,
+                    "objection",
+                    f"the subject objected to '{purpose}', which rests on legitimate interest "
+                    "(GDPR Art. 21)",
+                )
+        return VaultDecision(True, "allowed", "", decision.activities)
+
+    def _audit_decision(
+        self,
+        conn: Connection,
+        action: str,
+        actor: str,
+        subject_hash: str,
+        purpose: str,
+        categories: Sequence[str],
+        decision: VaultDecision,
+    ) -> None:
+        self.audit.append(
+            conn,
+            [
+                AuditEvent(
+                    action if decision.allowed else "vault.denied",
+                    actor,
+                    subject_hash,
+                    {
+                        "operation": action,
+                        "purpose": purpose,
+                        "categories": sorted(categories),
+                        "rule": decision.rule,
+                        "activities": list(decision.activities),
+                    },
+                )
+            ],
+        )
+
+    def _deny(self, decision: VaultDecision) -> PurposeDenied:
+        return PurposeDenied(decision.rule, decision.reason)
+
+    # --- the two operations ------------------------------------------------------------
+
+    def put(
+        self, subject: str, category: str, value: str, *, purpose: str, actor: str = "service"
+    ) -> None:
+        subject_hash = self.hash(subject)
+        with writing(self.engine).begin() as conn:
+            decision = self.decide(conn, subject, subject_hash, purpose, [category])
+            self._audit_decision(
+                conn, "vault.write", actor, subject_hash, purpose, [category], decision
+            )
+            if decision.allowed:
+                dek = self.keyring.data_key(conn, subject_hash, create=True)
+                assert dek is not None
+                nonce = os.urandom(12)
+                sealed = nonce + AESGCM(self.keyring.value_key(dek)).encrypt(
+                    nonce, value.encode(), _aad(subject_hash, category)
+                )
+                stmt = self._insert(vault_values).values(
+                    subject_hash=subject_hash,
+                    category=category,
+                    ciphertext=sealed,
+                    updated_at=dt.datetime.now(dt.UTC),
+                )
+                conn.execute(
+                    stmt.on_conflict_do_update(
+                        index_elements=["subject_hash", "category"],
+                        set_={
+                            "ciphertext": stmt.excluded.ciphertext,
+                            "updated_at": stmt.excluded.updated_at,
+                        },
+                    )
+                )
+            head = self.audit.take_head(conn)
+        self.audit.publish(head)
+        if not decision.allowed:
+            raise self._deny(decision)
+
+    def get(
+        self, subject: str, categories: Sequence[str], *, purpose: str, actor: str = "service"
+    ) -> dict[str, str | None]:
+        subject_hash = self.hash(subject)
+        values: dict[str, str | None] = dict.fromkeys(categories)
+        with writing(self.engine).begin() as conn:
+            decision = self.decide(conn, subject, subject_hash, purpose, categories)
+            self._audit_decision(
+                conn, "vault.read", actor, subject_hash, purpose, categories, decision
+            )
+            if decision.allowed:
+                rows = conn.execute(
+                    select(vault_values.c.category, vault_values.c.ciphertext).where(
+                        vault_values.c.subject_hash == subject_hash,
+                        vault_values.c.category.in_(list(categories)),
+                    )
+                ).all()
+                dek = self.keyring.data_key(conn, subject_hash, create=False) if rows else None
+                for row in rows:
+                    if dek is None:
+                        break
+                    values[row.category] = self._open(
+                        dek, subject_hash, row.category, row.ciphertext
+                    )
+            head = self.audit.take_head(conn)
+        self.audit.publish(head)
+        if not decision.allowed:
+            raise self._deny(decision)
+        return values
+
+    def _open(self, dek: bytes, subject_hash: str, category: str, sealed: bytes) -> str:
+        try:
+            plain = AESGCM(self.keyring.value_key(dek)).decrypt(
+                sealed[:12], sealed[12:], _aad(subject_hash, category)
+            )
+        except InvalidTag:
+            raise KeyringError(
+                f"the stored value for category '{category}' cannot be decrypted: it was "
+                "altered, or it does not belong to this subject"
+            ) from None
+        return plain.decode()
+
+    # --- limits and erasure ------------------------------------------------------------
+
+    def limit(self, subject: str, kind: LimitKind, scope: str, reason: str, *, actor: str) -> None:
+        """Record a restriction, objection or legal hold ('*' or a purpose id)."""
+        subject_hash = self.hash(subject)
+        with writing(self.engine).begin() as conn:
+            conn.execute(
+                insert(processing_limits).values(
+                    subject_hash=subject_hash,
+                    kind=kind,
+                    scope=scope,
+                    reason=reason,
+                    created_at=dt.datetime.now(dt.UTC),
+                )
+            )
+            self.audit.append(
+                conn, [AuditEvent(f"limit.{kind}", actor, subject_hash, {"scope": scope})]
+            )
+            head = self.audit.take_head(conn)
+        self.audit.publish(head)
+
+    def release(self, subject: str, kind: LimitKind, scope: str, *, actor: str) -> int:
+        subject_hash = self.hash(subject)
+        with writing(self.engine).begin() as conn:
+            result = conn.execute(
+                update(processing_limits)
+                .where(
+                    processing_limits.c.subject_hash == subject_hash,
+                    processing_limits.c.kind == kind,
+                    processing_limits.c.scope == scope,
+                    processing_limits.c.released_at.is_(None),
+                )
+                .values(released_at=dt.datetime.now(dt.UTC))
+            )
+            self.audit.append(
+                conn, [AuditEvent(f"limit.{kind}.released", actor, subject_hash, {"scope": scope})]
+            )
+            head = self.audit.take_head(conn)
+        self.audit.publish(head)
+        return int(result.rowcount)
+
+    def erase(self, subject: str, *, actor: str) -> dict[str, int]:
+        """Delete the subject's values and destroy their data key, unless a legal hold says no."""
+        subject_hash = self.hash(subject)
+        with writing(self.engine).begin() as conn:
+            holds = [r for k, s, r in self._limits(conn, subject_hash) if k == "legal_hold"]
+            if holds:
+                self.audit.append(
+                    conn,
+                    [AuditEvent("erasure.blocked", actor, subject_hash, {"holds": len(holds)})],
+                )
+                head = self.audit.take_head(conn)
+            else:
+                self.audit.append(
+                    conn, [AuditEvent("erasure", actor, subject_hash, {"store": "vault"})]
+                )
+                values = conn.execute(
+                    delete(vault_values).where(vault_values.c.subject_hash == subject_hash)
+                ).rowcount
+                shredded = self.keyring.shred(conn, subject_hash)
+                head = self.audit.take_head(conn)
+        self.audit.publish(head)
+        if holds:
+            raise PurposeDenied(
+                "legal_hold", "erasure is blocked by a legal hold: " + "; ".join(holds)
+            )
+        return {"values": int(values), "keys": int(shredded)}

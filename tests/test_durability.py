@@ -1,0 +1,182 @@
+"""Nothing acknowledged is lost: a consent write answered 2xx survives the server being killed.
+
+Eight clients write consent for distinct visitors as fast as the server answers; once about
+300 writes are acknowledged, and while others are still in flight, the server gets SIGKILL
+(no shutdown, no flushing). Every acknowledged receipt must then be in the ledger with its
+current state, and a restarted server must report that consent. On SQLite and PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import secrets
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from cryptography.hazmat.primitives.serialization import load_pem_public_key
+from sqlalchemy import create_engine, text
+
+from conftest import SEED, running_server
+from troth.consent.receipts import verify_receipt
+
+WRITERS = 8
+ACKNOWLEDGED = 300
+NO_RATE_LIMIT = {"TROTH_WRITE_RATE_PER_MINUTE": "1000000"}
+CHOICES: list[dict[str, str]] = [
+    {"analytics": "given", "advertising": "refused"},
+    {"preferences": "given"},
+    {"email_marketing": "refused", "analytics": "given", "preferences": "refused"},
+    {"advertising": "given"},
+]
+
+
+@dataclass(frozen=True)
+class Ack:
+    subject: str
+    receipt: dict[str, Any]
+
+
+class Writers:
+    """Threads that write consent until told to stop or the server goes away."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.acks: dict[str, Ack] = {}
+        self.unexpected: list[str] = []
+        self.lock = threading.Lock()
+        self.stop = threading.Event()
+        self.enough = threading.Event()
+        self.threads = [
+            threading.Thread(target=self._run, args=(n,), name=f"writer-{n}", daemon=True)
+            for n in range(WRITERS)
+        ]
+
+    def start(self) -> None:
+        for t in self.threads:
+            t.start()
+
+    def join(self, timeout: float) -> list[str]:
+        deadline = time.monotonic() + timeout
+        for t in self.threads:
+            t.join(max(0.0, deadline - time.monotonic()))
+        return [t.name for t in self.threads if t.is_alive()]
+
+    def _run(self, n: int) -> None:
+        rng = random.Random(n)
+        timeout = httpx.Timeout(5.0, connect=2.0)
+        try:
+            with httpx.Client(base_url=self.url, timeout=timeout) as client:
+                i = 0
+                while not self.stop.is_set():
+                    i += 1
+                    subject = f"durable-{n}-{i}-{secrets.token_urlsafe(9)}"
+                    body = {"subject": subject, "choices": rng.choice(CHOICES)}
+                    try:
+                        r = client.post("/api/consent", json=body)
+                    except httpx.HTTPError:
+                        # The server was killed (or is dying): nothing was acknowledged.
+                        if self.stop.wait(0.05):
+                            return
+                        continue
+                    if r.is_success:
+                        receipt = r.json()["receipt"]
+                        with self.lock:
+                            self.acks[receipt["receipt_id"]] = Ack(subject, receipt)
+                            if len(self.acks) >= ACKNOWLEDGED:
+                                self.enough.set()
+                    else:
+                        with self.lock:
+                            self.unexpected.append(f"{r.status_code} {r.text[:200]}")
+        except Exception as exc:  # a thread must not die silently
+            with self.lock:
+                self.unexpected.append(f"writer-{n}: {exc!r}")
+
+
+def read_ledger(db_url: str) -> tuple[dict[str, tuple[int, str, Any]], dict[tuple[str, str], Any]]:
+    """(receipt_id -> (event id, subject hash, choices), (hash, category) -> (status, event))."""
+    engine = create_engine(db_url)
+    try:
+        with engine.connect() as conn:
+            events = {
+                r.receipt_id: (r.id, r.subject_hash, r.choices)
+                for r in conn.execute(
+                    text("SELECT id, receipt_id, subject_hash, choices FROM consent_events")
+                )
+            }
+            current = {
+                (r.subject_hash, r.category): (r.status, r.event_id)
+                for r in conn.execute(
+                    text("SELECT subject_hash, category, status, event_id FROM consent_current")
+                )
+            }
+    finally:
+        engine.dispose()
+    # SQLite hands JSON back as text through a textual query; PostgreSQL as objects.
+    events = {
+        k: (i, h, json.loads(c) if isinstance(c, str) else c) for k, (i, h, c) in events.items()
+    }
+    return events, current
+
+
+def test_acknowledged_writes_survive_sigkill(db_url: str, tmp_path: Path) -> None:
+    work = tmp_path / "work"
+    with running_server(SEED, db_url, work, env=NO_RATE_LIMIT) as server:
+        writers = Writers(server.url)
+        writers.start()
+        try:
+            reached = writers.enough.wait(timeout=45)
+            with writers.lock:
+                acked_at_kill = len(writers.acks)
+            server.process.kill()  # SIGKILL: no shutdown handler, no flush, nothing
+            server.process.wait(timeout=10)
+        finally:
+            writers.stop.set()
+            alive = writers.join(timeout=15)
+        assert not alive, f"writers did not stop: {alive}"
+        assert reached, f"only {len(writers.acks)} writes acknowledged in 45 s"
+        assert not writers.unexpected, writers.unexpected[:5]
+        assert server.process.returncode == -9
+
+    acks = dict(writers.acks)
+    assert len(acks) >= acked_at_kill >= ACKNOWLEDGED
+
+    events, current = read_ledger(db_url)
+    lost = sorted(set(acks) - set(events))
+    assert not lost, f"{len(lost)} of {len(acks)} acknowledged writes are not in the ledger"
+    for receipt_id, ack in acks.items():
+        event_id, subject_hash, choices = events[receipt_id]
+        assert subject_hash == ack.receipt["subject"]
+        assert choices == ack.receipt["choices"]
+        for category, status in ack.receipt["choices"].items():
+            assert current.get((subject_hash, category)) == (status, event_id), (
+                receipt_id,
+                category,
+            )
+
+    # A restarted server, on the same database and keys, reports what was acknowledged.
+    sample = random.Random(0).sample(sorted(acks), 40)
+    with (
+        running_server(SEED, db_url, work, env=NO_RATE_LIMIT) as again,
+        httpx.Client(base_url=again.url, timeout=httpx.Timeout(10.0, connect=5.0)) as client,
+    ):
+        key = load_pem_public_key(client.get("/.well-known/troth-receipt-key.pem").content)
+        assert isinstance(key, Ed25519PublicKey)
+        for receipt_id in sample:
+            ack = acks[receipt_id]
+            r = client.get(f"/api/consent/{ack.subject}")
+            assert r.status_code == 200, r.text
+            categories = r.json()["categories"]
+            for category, status in ack.receipt["choices"].items():
+                assert categories[category]["status"] == status, (ack.subject, category)
+                assert categories[category]["allowed"] is (status == "given")
+                assert categories[category]["since"] == ack.receipt["timestamp"]
+            stored = client.get(f"/api/consent/{ack.subject}/receipts/{receipt_id}")
+            assert stored.status_code == 200
+            assert stored.json() == ack.receipt
+            verify_receipt(stored.json(), key)
