@@ -162,7 +162,7 @@ def test_wrong_kek_is_a_clear_error(engine, seed, tmp_path):
     s = someone()
     first.vault.put(s, "account", "Alex", purpose="provide_service")
     other = World(engine, seed.policy, tmp_path / "other")
-    with pytest.raises(KeyringError, match="not loaded|does not open"):
+    with pytest.raises(KeyringError, match=r"not loaded|does not open"):
         other.vault.get(s, ["account"], purpose="provide_service")
 
 

@@ -10,7 +10,7 @@ import json
 import sys
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -22,6 +22,11 @@ from troth.policy.loader import LoadedPolicy, load_policy
 from troth.render.check import reference_findings
 from troth.render.i18n import available_locales
 from troth.render.output import write_bundle
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
+    from troth.audit.log import AuditLog
 
 __all__ = ["app", "main"]
 
@@ -281,6 +286,131 @@ def verify_receipt_cmd(
         f"{receipt}: valid receipt {payload['receipt_id']} signed by key {payload['key_id']}: "
         f"{choices} ({payload['method']}, policy {payload['policy_version']}, "
         f"{payload['timestamp']})"
+    )
+
+
+def _audit_log(settings: Settings) -> tuple[Engine, AuditLog]:
+    from troth.audit.log import AuditLog
+    from troth.store.engine import make_engine
+    from troth.store.migrate import check_current
+    from troth.store.secrets import Secrets
+    from troth.web.services import open_keyring
+
+    engine = make_engine(settings.database_url)
+    check_current(engine)
+    log = AuditLog(
+        open_keyring(settings),
+        Secrets(settings.keys_dir).signing_key("audit"),
+        settings.audit_heads,
+    )
+    return engine, log
+
+
+audit_app = typer.Typer(help="The tamper-evident audit log.", no_args_is_help=True)
+app.add_typer(audit_app, name="audit")
+
+
+@audit_app.command("verify")
+def audit_verify(
+    database_url: DatabaseOpt = None,
+    output: Annotated[OutputFormat, typer.Option("--format", "-f")] = OutputFormat.text,
+) -> None:
+    """Check every entry against the signed tree heads. Exit 0 intact, 1 tampered, 2 error."""
+    settings = _settings(database_url)
+    try:
+        engine, log = _audit_log(settings)
+        report = log.verify(engine)
+    except TrothError as exc:
+        raise _fail(exc) from None
+    if output is OutputFormat.json:
+        typer.echo(json.dumps(report.as_dict(), indent=2))
+    elif report.ok:
+        note = (
+            f", {report.recovered_heads} recovered after a crash" if report.recovered_heads else ""
+        )
+        typer.echo(
+            f"audit log intact: {report.size} entries, {report.heads} signed heads{note} "
+            f"({settings.audit_heads})"
+        )
+    else:
+        typer.echo(
+            f"audit log TAMPERED: first bad index {report.first_bad_index}: {report.problem}",
+            err=True,
+        )
+    raise typer.Exit(0 if report.ok else 1)
+
+
+@audit_app.command("prove")
+def audit_prove(
+    entry: Annotated[
+        int, typer.Argument(min=0, help="The entry's index (a receipt's audit_index)")
+    ],
+    database_url: DatabaseOpt = None,
+) -> None:
+    """Print an inclusion proof for one entry (RFC 6962 audit path and signed tree head)."""
+    settings = _settings(database_url)
+    try:
+        engine, log = _audit_log(settings)
+        proof = log.prove(engine, entry)
+    except TrothError as exc:
+        raise _fail(exc) from None
+    typer.echo(json.dumps(proof, indent=2, ensure_ascii=False))
+
+
+@audit_app.command("recover")
+def audit_recover(database_url: DatabaseOpt = None) -> None:
+    """Sign entries a crash left without a signed head (marked as recovered)."""
+    settings = _settings(database_url)
+    try:
+        engine, log = _audit_log(settings)
+        head = log.recover(engine)
+    except TrothError as exc:
+        raise _fail(exc) from None
+    typer.echo("nothing to recover" if head is None else f"signed {head.size} entries (recovered)")
+
+
+keys_app = typer.Typer(help="Keys: API keys and the key-encryption key.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+
+
+@keys_app.command("rotate")
+def keys_rotate(database_url: DatabaseOpt = None) -> None:
+    """Make a new key-encryption key and re-wrap every data key (values stay as they are)."""
+    import os
+    import time
+
+    from troth.keyring.kek import load_kek
+    from troth.keyring.keys import Keyring
+    from troth.store.engine import make_engine
+    from troth.store.migrate import check_current
+    from troth.web.services import open_keyring
+
+    settings = _settings(database_url)
+    if settings.kek or settings.kek_file:
+        typer.echo(
+            "the KEK comes from TROTH_KEK / TROTH_KEK_FILE: rotate it in your KMS or secret store, "
+            "then run this with the new key set and the old one in TROTH_KEYS_DIR/kek-<id>.key",
+            err=True,
+        )
+        raise typer.Exit(2)
+    try:
+        engine = make_engine(settings.database_url)
+        check_current(engine)
+        current = settings.keys_dir / "kek.key"
+        old = open_keyring(settings)
+        retired = settings.keys_dir / f"kek-{old.kek.id}.key"
+        os.replace(current, retired)
+        new = load_kek(None, None, create_at=current)
+        keyring = Keyring(new, {**old.keks})
+        started = time.perf_counter()
+        count = keyring.rotate(engine)
+        elapsed = time.perf_counter() - started
+    except TrothError as exc:
+        raise _fail(exc) from None
+    retired.unlink()
+    typer.echo(
+        f"re-wrapped {count} data keys under key-encryption key {new.id} in {elapsed:.1f} s; "
+        f"the old key {old.kek.id} was deleted"
     )
 
 
