@@ -122,7 +122,7 @@ def open_site(browser: Any, server: Server) -> Iterator[Opener]:
     visits: list[Visit] = []
 
     def make(
-        path: str | None = "/",
+        path: str = "/",
         *,
         srv: Server | None = None,
         gpc: bool = False,
@@ -145,8 +145,7 @@ def open_site(browser: Any, server: Server) -> Iterator[Opener]:
         page.on("request", visit.on_request)
         page.on("response", visit.on_response)
         page.on("pageerror", lambda e: visit.problems.append(f"page error: {e}"))
-        if path is not None:
-            visit.goto(path)
+        visit.goto(path)
         return visit
 
     yield make
@@ -407,9 +406,8 @@ def test_material_change_reasks_only_that_category(
 
     v2_policy = seed_variant(add_social_cookie)
     with running_server(v2_policy, db_url, work) as v2:
-        visit = open_site(None, srv=v2, storage_state=saved)
+        visit = open_site("/", srv=v2, storage_state=saved)
         page = visit.page
-        visit.goto("/")
         expect(page.get_by_role("dialog")).to_be_visible()
         assert visit.visitor() == vid
         wait_for_tags(page, "analytics", "preferences")  # still consented: they run on load

@@ -5,6 +5,7 @@ Each (language, region) variant is rendered once when the app starts.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
@@ -86,7 +87,21 @@ class PageRenderer:
             for c in p.choices
             if c.provider == "third_party"
         ]
+        _ = t.gettext
+        labels = {
+            "banner_accept_all": _("Accepted all in the banner"),
+            "banner_reject_all": _("Rejected all in the banner"),
+            "banner_custom": _("Chose in the banner"),
+            "preference_centre": _("Chose in the privacy settings"),
+            "api": _("Recorded by the service"),
+            "gpc": _("Global Privacy Control signal"),
+            "given": _("given"),
+            "refused": _("refused"),
+            "withdrawn": _("withdrawn"),
+            **{c.id: t.text(c.name) for c in p.consent_categories},
+        }
         return {
+            "labels": json.dumps(labels, ensure_ascii=False),
             "service": p.service,
             "version": p.version,
             "languages": p.languages,

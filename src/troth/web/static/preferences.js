@@ -2,6 +2,11 @@
 (function () {
   "use strict";
   function cell(row, text) { var td = document.createElement("td"); td.textContent = text; row.appendChild(td); return td; }
+  function label(box, key) {
+    var labels = {};
+    try { labels = JSON.parse(box.dataset.labels || "{}"); } catch (e) { labels = {}; }
+    return labels[key] || key;
+  }
   function render(box, events, visitor) {
     box.textContent = "";
     if (!events.length) { var p = document.createElement("p"); p.textContent = box.dataset.empty; box.appendChild(p); return; }
@@ -12,8 +17,8 @@
     events.slice().reverse().forEach(function (e) {
       var row = body.insertRow();
       cell(row, new Date(e.timestamp).toLocaleString(document.documentElement.lang));
-      cell(row, e.method);
-      cell(row, Object.keys(e.choices).map(function (k) { return k + ": " + e.choices[k]; }).join(", "));
+      cell(row, label(box, e.method));
+      cell(row, Object.keys(e.choices).map(function (k) { return label(box, k) + ": " + label(box, e.choices[k]); }).join(", "));
       var a = document.createElement("a");
       a.href = "/api/consent/" + encodeURIComponent(visitor) + "/receipts/" + encodeURIComponent(e.receipt_id);
       a.textContent = box.dataset.download; a.setAttribute("download", "consent-receipt-" + e.receipt_id + ".json");
