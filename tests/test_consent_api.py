@@ -1,10 +1,12 @@
 """The consent API of a real `troth serve` over HTTP, on SQLite and on PostgreSQL.
 
-Every storage test takes ``db_url`` and so runs once per engine. What is checked is what a
-site and its visitors rely on: a choice is recorded and acknowledged with a receipt anyone
-can verify, effective consent follows the jurisdiction's rules, Global Privacy Control is
-honoured where the law says so, bad input is refused with a problem document and changes
-nothing, and no visitor id is ever stored or logged in clear.
+Every storage test runs once per engine: those that need an empty database or their own
+settings take ``db_url``; the rest share one server per engine (the ``api`` fixture) and use
+fresh visitor ids. What is checked is what a site and its visitors rely on: a choice is
+recorded and acknowledged with a receipt anyone can verify, effective consent follows the
+jurisdiction's rules, Global Privacy Control is honoured where the law says so, bad input is
+refused with a problem document and changes nothing, and no visitor id is ever stored or
+logged in clear.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ import httpx
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
-from sqlalchemy import MetaData, create_engine, inspect, select, text
+from sqlalchemy import Engine, MetaData, create_engine, inspect, select, text
 
 from conftest import (
     SEED,
@@ -52,9 +54,15 @@ def visitor() -> str:
     return secrets.token_urlsafe(16)
 
 
+def connect(db_url: str) -> Engine:
+    """An engine on troth's database, bypassing troth; it never waits long to connect."""
+    timeout = {"connect_timeout": 10} if db_url.startswith("postgresql") else {"timeout": 10}
+    return create_engine(db_url, connect_args=timeout)
+
+
 def counts(db_url: str) -> dict[str, int]:
     """Rows per table, read directly from the database, not through troth."""
-    engine = create_engine(db_url)
+    engine = connect(db_url)
     try:
         with engine.connect() as conn:
             return {t: conn.execute(text(f"SELECT count(*) FROM {t}")).scalar_one() for t in TABLES}
@@ -87,13 +95,6 @@ class Api:
         assert r.status_code == 200, r.text
         body: dict[str, Any] = r.json()
         return body
-
-    def public_key(self) -> Ed25519PublicKey:
-        r = self.client.get("/.well-known/troth-receipt-key.pem")
-        assert r.status_code == 200
-        key = load_pem_public_key(r.content)
-        assert isinstance(key, Ed25519PublicKey)
-        return key
 
 
 @contextlib.contextmanager
@@ -226,6 +227,35 @@ def test_recorded_choice_gets_a_receipt_anyone_can_verify(api: Api, tmp_path: Pa
     one_clear_line(junk.stderr)
 
 
+def test_verify_receipt_without_public_key_uses_the_keys_dir_and_never_makes_a_key(
+    api: Api, tmp_path: Path
+) -> None:
+    subject = visitor()
+    receipt = api.record(subject, {"preferences": "given"})
+    receipt_file = tmp_path / "receipt.json"
+    receipt_file.write_text(json.dumps(receipt))
+
+    # On the server's host, the default key is the server's own.
+    keys = api.server.log.parent / "keys"
+    assert keys.is_dir()
+    ok = troth(
+        "consent", "verify-receipt", str(receipt_file),
+        env={**os.environ, "TROTH_KEYS_DIR": str(keys)},
+    )  # fmt: skip
+    assert ok.returncode == 0, ok.stderr
+
+    # Elsewhere there is no key to check against: that is "cannot check" (2), not "the
+    # receipt was altered" (1); and verifying must never create a new signing key.
+    empty = tmp_path / "no-keys-here"
+    missing = troth(
+        "consent", "verify-receipt", str(receipt_file),
+        env={**os.environ, "TROTH_KEYS_DIR": str(empty)},
+    )  # fmt: skip
+    created = sorted(p.name for p in empty.iterdir()) if empty.exists() else []
+    assert (missing.returncode, created) == (2, []), missing.stderr
+    one_clear_line(missing.stderr)
+
+
 # --- effective consent and history --------------------------------------------------------
 
 
@@ -247,7 +277,7 @@ def test_effective_consent_follows_the_jurisdiction_and_history(api: Api) -> Non
     us = api.effective(subject, jurisdiction="us_ca")
     assert us["jurisdiction"] == "us_ca"
     for c in OPTIONAL:  # opt-out: allowed until refused
-        assert us["categories"][c] == {**us["categories"][c], "status": "undecided"}
+        assert us["categories"][c]["status"] == "undecided"
         assert us["categories"][c]["allowed"] is True
 
     first = api.record(subject, {"analytics": "given", "preferences": "given"})
@@ -511,12 +541,10 @@ def test_burst_of_writes_is_rate_limited_and_refused_writes_change_nothing(
         assert set(statuses) <= {201, 429}, statuses
         assert refused, f"25 writes in a burst at 5 a minute were all accepted: {statuses}"
         assert statuses[0] == 201
-        # Once limited, a burst stays limited: no token comes back within a second.
-        first = statuses.index(429)
-        assert all(s == 429 for s in statuses[first:]), statuses
         for r in refused:
             assert_problem(r, 429)
-            assert int(r.headers["retry-after"]) >= 1
+            # At 5 a minute a token comes back within 12 s.
+            assert 1 <= int(r.headers["retry-after"]) <= 60, r.headers["retry-after"]
         assert counts(db_url)["consent_events"] == before + statuses.count(201)
         # Reading consent is not limited.
         assert api.client.get(f"/api/consent/{visitor()}").status_code == 200
@@ -576,7 +604,7 @@ def test_gpc_support_and_openapi_are_published(api: Api) -> None:
 
 def every_stored_text(db_url: str) -> list[str]:
     """Every value of every text or JSON column of every table, as text."""
-    engine = create_engine(db_url)
+    engine = connect(db_url)
     try:
         meta = MetaData()
         meta.reflect(engine)
@@ -612,7 +640,7 @@ def test_no_visitor_id_is_stored_or_logged_in_clear(api: Api) -> None:
     assert counts(api.db_url)["consent_events"] == before + 3 * len(subjects)
 
     stored = every_stored_text(api.db_url)
-    engine = create_engine(api.db_url)
+    engine = connect(api.db_url)
     try:
         columns = {t: [c["name"] for c in inspect(engine).get_columns(t)] for t in TABLES}
     finally:
@@ -632,11 +660,26 @@ def test_no_visitor_id_is_stored_or_logged_in_clear(api: Api) -> None:
 # --- several workers ----------------------------------------------------------------------
 
 
+def worker_processes(parent: int) -> list[str]:
+    """Command lines of the uvicorn worker processes started by ``parent``."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError):
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if int(fields[1]) == parent:
+                cmdline = (stat.parent / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+                if "spawn_main" in cmdline:
+                    found.append(cmdline)
+    return found
+
+
 def test_two_workers_take_200_concurrent_writes_and_publish_once(
     postgres_server: str, tmp_path: Path
 ) -> None:
     db_url = new_postgres_database(postgres_server)
     with running_server(SEED, db_url, tmp_path / "work", workers=2, env=NO_RATE_LIMIT) as server:
+        workers = worker_processes(server.process.pid)
+        assert len(workers) == 2, workers
         subjects = [visitor() for _ in range(200)]
 
         async def write_all() -> list[httpx.Response]:
@@ -666,7 +709,7 @@ def test_two_workers_take_200_concurrent_writes_and_publish_once(
             verify_receipt(receipt, key)
         assert len({r["subject"] for r in receipts}) == 200
 
-        engine = create_engine(db_url)
+        engine = connect(db_url)
         try:
             with engine.connect() as conn:
                 stored = set(conn.execute(text("SELECT receipt_id FROM consent_events")).scalars())
@@ -686,7 +729,7 @@ def test_db_upgrade_creates_the_tables_and_is_idempotent(db_url: str) -> None:
     first = troth("db", "upgrade", "--database-url", db_url)
     assert first.returncode == 0, first.stderr
     assert head_revision() in first.stdout
-    engine = create_engine(db_url)
+    engine = connect(db_url)
     try:
         assert {*TABLES, "alembic_version"} <= set(inspect(engine).get_table_names())
     finally:
@@ -709,17 +752,11 @@ def test_db_upgrade_on_unreachable_postgres_exits_2_with_one_line() -> None:
 def test_same_version_with_different_content_refuses_to_start(
     db_url: str, tmp_path: Path, seed_variant: Any
 ) -> None:
-    from troth.consent.versions import publish
     from troth.policy.loader import load_policy
-    from troth.store.engine import make_engine
-    from troth.store.migrate import upgrade
 
-    engine = make_engine(db_url)
-    try:
-        upgrade(engine)
-        publish(engine, load_policy(SEED).policy)
-    finally:
-        engine.dispose()
+    work = tmp_path / "work"
+    with running_server(SEED, db_url, work):  # publishes 1.0.0 as it is
+        pass
 
     def reword(data: dict[str, Any]) -> None:
         category = next(c for c in data["consent_categories"] if c["id"] == "analytics")
@@ -727,8 +764,6 @@ def test_same_version_with_different_content_refuses_to_start(
 
     variant = seed_variant(reword)
     assert load_policy(variant).policy.version == "1.0.0"
-    work = tmp_path / "work"
-    work.mkdir()
     result = subprocess.run(
         [TROTH_BIN, "serve", str(variant), "--port", str(free_port()), "--database-url", db_url],
         capture_output=True,

@@ -100,7 +100,8 @@ class Writers:
 
 def read_ledger(db_url: str) -> tuple[dict[str, tuple[int, str, Any]], dict[tuple[str, str], Any]]:
     """(receipt_id -> (event id, subject hash, choices), (hash, category) -> (status, event))."""
-    engine = create_engine(db_url)
+    timeout = {"connect_timeout": 10} if db_url.startswith("postgresql") else {"timeout": 10}
+    engine = create_engine(db_url, connect_args=timeout)
     try:
         with engine.connect() as conn:
             events = {
@@ -180,3 +181,44 @@ def test_acknowledged_writes_survive_sigkill(db_url: str, tmp_path: Path) -> Non
             assert stored.status_code == 200
             assert stored.json() == ack.receipt
             verify_receipt(stored.json(), key)
+
+
+def test_an_error_answer_means_nothing_was_recorded(db_url: str, tmp_path: Path) -> None:
+    """The converse of the test above: a client told "failed" retries, so a write it was
+    told failed must not be in the ledger (or it is recorded twice, under two receipts).
+
+    After each commit the server appends a signed head to the audit heads file; when that
+    file cannot be written the write has already committed. Whatever the server answers
+    then, the answer has to match the ledger.
+    """
+    work = tmp_path / "work"
+    heads = work / "audit" / "heads.jsonl"
+    env = {**NO_RATE_LIMIT, "TROTH_AUDIT_HEADS": str(heads)}
+    with (
+        running_server(SEED, db_url, work, env=env) as server,
+        httpx.Client(
+            base_url=server.url,
+            timeout=httpx.Timeout(10.0, connect=5.0),
+            headers={"Connection": "close"},  # a server may drop a connection after a 500
+        ) as client,
+    ):
+        first = client.post(
+            "/api/consent", json={"subject": secrets.token_urlsafe(16), "choices": CHOICES[0]}
+        )
+        assert first.status_code == 201, first.text
+        assert heads.is_file()
+        heads.rename(heads.with_suffix(".moved"))
+        heads.mkdir()  # the heads file can no longer be appended to
+
+        subject = secrets.token_urlsafe(16)
+        r = client.post("/api/consent", json={"subject": subject, "choices": CHOICES[1]})
+        history = client.get(f"/api/consent/{subject}/history")
+        assert history.status_code == 200
+        recorded = history.json()["events"]
+        assert r.status_code < 500 or not recorded, (
+            f"answered {r.status_code} {r.text[:80]!r}, but the write was recorded: {recorded}"
+        )
+        if r.is_success:
+            assert [e["receipt_id"] for e in recorded] == [r.json()["receipt"]["receipt_id"]]
+        else:
+            assert recorded == []

@@ -270,7 +270,16 @@ def verify_receipt_cmd(
                 typer.echo(f"{public_key}: not an Ed25519 public key", err=True)
                 raise typer.Exit(2)
         else:
-            key = Secrets(Settings().keys_dir).signing_key("receipt").public_key()
+            keys_dir = Settings().keys_dir
+            private = Secrets(keys_dir).existing_signing_key("receipt")
+            if private is None:
+                typer.echo(
+                    f"no receipt key in {keys_dir}; pass --public-key (the server publishes it "
+                    "at /.well-known/troth-receipt-key.pem)",
+                    err=True,
+                )
+                raise typer.Exit(2)
+            key = private.public_key()
     except (OSError, ValueError) as exc:
         typer.echo(f"cannot load the public key: {exc}", err=True)
         raise typer.Exit(2) from None

@@ -26,6 +26,7 @@ class Settings(BaseSettings):
     origins: str = ""
     max_body_bytes: int = Field(default=16_384, ge=1024)
     write_rate_per_minute: int = Field(default=120, ge=1)
+    trust_proxy: bool = False  # honour X-Forwarded-Proto (behind a TLS-terminating proxy)
 
     def origin_list(self) -> list[str]:
         return [o.strip().rstrip("/") for o in self.origins.split(",") if o.strip()]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sys
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -83,19 +84,31 @@ class BatchWriter:
             with writing(self.engine).begin() as conn:
                 results = [work(conn) for work, _ in batch]
                 token = self._finish(conn)
-            self._after_commit(token)
-            return [(True, r) for r in results]
         except Exception:
             if len(batch) == 1:
                 return [self._one(batch[0][0])]
             return [self._one(work) for work, _ in batch]
+        self._committed(token)
+        return [(True, r) for r in results]
 
     def _one(self, work: Work) -> tuple[bool, Any]:
         try:
             with writing(self.engine).begin() as conn:
                 result = work(conn)
                 token = self._finish(conn)
-            self._after_commit(token)
-            return True, result
         except Exception as exc:
             return False, exc
+        self._committed(token)
+        return True, result
+
+    def _committed(self, token: Any) -> None:
+        # The writes are durable and will be acknowledged whatever happens here: never retry
+        # committed work. A failure leaves something to repair, and says so.
+        try:
+            self._after_commit(token)
+        except Exception as exc:
+            print(
+                f"troth: committed, but the after-commit step failed ({type(exc).__name__}); "
+                "run `troth audit recover` once the cause is fixed",
+                file=sys.stderr,
+            )

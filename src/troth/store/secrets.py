@@ -44,6 +44,13 @@ class Secrets:
         """A random symmetric key, created on first use."""
         return self._read_or_create(f"{name}.key", secrets.token_bytes(size))
 
+    def existing_signing_key(self, name: str) -> Ed25519PrivateKey | None:
+        """The Ed25519 key if it exists; never creates one."""
+        path = self.directory / f"{name}.ed25519.pem"
+        if not path.exists():
+            return None
+        return self.signing_key(name)
+
     def signing_key(self, name: str) -> Ed25519PrivateKey:
         """An Ed25519 private key, created on first use."""
         fresh = Ed25519PrivateKey.generate().private_bytes(

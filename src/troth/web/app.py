@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib import resources
@@ -28,6 +29,7 @@ from troth.store.batch import BatchWriter
 from troth.web.consent_api import consent_router
 from troth.web.pages import PageRenderer
 from troth.web.problems import BodyLimit, RateLimiter, problem
+from troth.web.security import SecurityHeaders
 from troth.web.services import Services
 
 __all__ = ["create_app", "create_app_from_env"]
@@ -198,7 +200,14 @@ def create_app(policy: Policy, settings: Settings | None = None) -> FastAPI:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return problem(exc.status_code, str(exc.detail), str(exc.detail))
+        title = "Payload too large" if exc.status_code == 413 else str(exc.detail)
+        return problem(exc.status_code, title, str(exc.detail))
+
+    @app.exception_handler(Exception)
+    async def unexpected(_request: Request, exc: Exception) -> JSONResponse:
+        # A bug in troth, not the client's mistake: say so without echoing anything.
+        print(f"troth: unexpected {type(exc).__name__} while answering a request", file=sys.stderr)
+        return problem(500, "Internal error", "troth could not answer this request")
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -209,13 +218,6 @@ def create_app(policy: Policy, settings: Settings | None = None) -> FastAPI:
         where = ".".join(str(p) for p in first["loc"] if p not in ("body",)) or "body"
         return problem(422, "Invalid request", f"{where}: {first['msg']}")
 
-    @app.middleware("http")
-    async def security_headers(request: Request, call_next: object) -> Response:
-        response: Response = await call_next(request)  # type: ignore[operator]
-        response.headers.setdefault("X-Content-Type-Options", "nosniff")
-        response.headers.setdefault("Referrer-Policy", "strict-origin-when-cross-origin")
-        return response
-
     origins = settings.origin_list() or ([policy.url.rstrip("/")] if policy.url else [])
     app.add_middleware(
         CORSMiddleware,
@@ -225,5 +227,6 @@ def create_app(policy: Policy, settings: Settings | None = None) -> FastAPI:
         max_age=600,
     )
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    app.add_middleware(SecurityHeaders, trust_forwarded_proto=settings.trust_proxy)
     app.state.services = services
     return app

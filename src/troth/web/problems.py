@@ -8,7 +8,7 @@ import threading
 import time
 from typing import Any
 
-from fastapi import Request
+from fastapi import HTTPException, Request
 from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -25,7 +25,10 @@ def problem(status: int, title: str, detail: str, **headers: str) -> JSONRespons
 
 
 class BodyLimit:
-    """Refuse request bodies over ``limit`` bytes with 413, counting what actually arrives."""
+    """Refuse request bodies over ``limit`` bytes with 413, counting what actually arrives.
+
+    FastAPI's own ``max_body_size`` answers a too-large Content-Length with plain text; this
+    answers both that and a too-long chunked body with a problem document."""
 
     def __init__(self, app: ASGIApp, limit: int) -> None:
         self.app = app
@@ -52,7 +55,7 @@ class BodyLimit:
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self.limit:
-                    raise _TooLarge
+                    raise _TooLarge(self.limit)
             return message
 
         try:
@@ -67,8 +70,12 @@ class BodyLimit:
         await response(scope, receive, send)
 
 
-class _TooLarge(Exception):
-    pass
+class _TooLarge(HTTPException):
+    """Raised while the body streams in; FastAPI's own HTTPException, the one type its body
+    parsing lets through instead of turning it into a 400."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, f"body: at most {limit} bytes are accepted")
 
 
 def client_key(request: Request) -> str:
