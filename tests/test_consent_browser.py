@@ -297,7 +297,8 @@ def test_withdrawal_in_preference_centre(open_site: Opener, server: Server) -> N
 
     expect(history).to_have_count(2)  # preferences.js reloads the history after a choice
     methods = [history.nth(i).locator("td").nth(1).inner_text() for i in range(2)]
-    assert methods == ["preference_centre", "banner_accept_all"]  # newest first
+    # newest first, in words a visitor understands rather than troth's method ids
+    assert methods == ["Chose in the privacy settings", "Accepted all in the banner"]
     pem = httpx.get(f"{server.url}/.well-known/troth-receipt-key.pem", timeout=10)
     assert pem.status_code == 200
     key = load_pem_public_key(pem.content)

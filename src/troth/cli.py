@@ -423,6 +423,111 @@ def keys_rotate(database_url: DatabaseOpt = None) -> None:
     )
 
 
+# --- admin users and API keys (troth.auth) ----------------------------------------------
+
+ROLE_HELP = "owner, privacy_officer, support_agent, service or auditor"
+RoleOpt = Annotated[str, typer.Option("--role", help=ROLE_HELP, show_default=False)]
+
+users_app = typer.Typer(help="Admin users: who may sign in at /admin.", no_args_is_help=True)
+app.add_typer(users_app, name="users")
+
+
+@users_app.command("add")
+def users_add(
+    email: Annotated[str, typer.Argument(help="The user's e-mail address (their sign-in name)")],
+    role: RoleOpt,
+    database_url: DatabaseOpt = None,
+) -> None:
+    """Add an admin user. The password (12 characters or more) is read from stdin, one line,
+    or asked for twice on a terminal; it never appears on the command line."""
+    from troth.auth.users import add_user
+
+    if sys.stdin.isatty():
+        password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+    else:
+        password = sys.stdin.readline().rstrip("\r\n")
+    try:
+        engine, log = _audit_log(_settings(database_url))
+        user = add_user(engine, email, password, role, audit=log)
+    except TrothError as exc:
+        raise _fail(exc) from None
+    typer.echo(f"added {user.email} as {user.role}")
+
+
+@users_app.command("list")
+def users_list(database_url: DatabaseOpt = None) -> None:
+    """List admin users: e-mail, role, state."""
+    import datetime as dt
+
+    from troth.auth.users import list_users
+
+    try:
+        engine, _log = _audit_log(_settings(database_url))
+        people = list_users(engine)
+    except TrothError as exc:
+        raise _fail(exc) from None
+    now = dt.datetime.now(dt.UTC)
+    for u in people:
+        state = "disabled" if u.disabled else "locked" if u.locked(now) else "active"
+        typer.echo(f"{u.email}\t{u.role}\t{state}")
+
+
+@keys_app.command("create")
+def keys_create(
+    role: RoleOpt,
+    label: Annotated[str, typer.Option("--label", help="What the key is for", show_default=False)],
+    database_url: DatabaseOpt = None,
+) -> None:
+    """Create an API key and print it, once: troth keeps only a hash of it."""
+    from troth.auth.api_keys import create_api_key
+
+    try:
+        engine, log = _audit_log(_settings(database_url))
+        key_id, full_key = create_api_key(engine, role, label, audit=log)
+    except TrothError as exc:
+        raise _fail(exc) from None
+    typer.echo(full_key)
+    typer.echo(
+        f"API key {key_id} ({role}): store it now, it is not shown again. "
+        "Send it as 'Authorization: Bearer <key>'.",
+        err=True,
+    )
+
+
+@keys_app.command("list")
+def keys_list(database_url: DatabaseOpt = None) -> None:
+    """List API keys: id, role, label, created, revoked (never the keys themselves)."""
+    from troth.auth.api_keys import list_api_keys
+
+    try:
+        engine, _log = _audit_log(_settings(database_url))
+        keys = list_api_keys(engine)
+    except TrothError as exc:
+        raise _fail(exc) from None
+    for k in keys:
+        revoked = f"revoked {k.revoked_at:%Y-%m-%d}" if k.revoked_at else "active"
+        typer.echo(f"{k.id}\t{k.role}\t{k.label}\t{k.created_at:%Y-%m-%d}\t{revoked}")
+
+
+@keys_app.command("revoke")
+def keys_revoke(
+    key_id: Annotated[str, typer.Argument(help="The key id (the part after troth_)")],
+    database_url: DatabaseOpt = None,
+) -> None:
+    """Revoke an API key. Exit 1 if there is no such active key."""
+    from troth.auth.api_keys import revoke_api_key
+
+    try:
+        engine, log = _audit_log(_settings(database_url))
+        revoked = revoke_api_key(engine, key_id, audit=log)
+    except TrothError as exc:
+        raise _fail(exc) from None
+    if not revoked:
+        typer.echo(f"no active API key {key_id}", err=True)
+        raise typer.Exit(1)
+    typer.echo(f"revoked API key {key_id}")
+
+
 def main() -> None:
     try:
         app()

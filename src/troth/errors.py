@@ -11,6 +11,7 @@
     │   └── ReceiptError        a consent receipt that does not verify
     ├── KeyringError            a key that is missing, wrong or cannot open a data key
     ├── AuditError              an audit log that cannot be read or verified
+    ├── AuthError               a user, password or API key that cannot be accepted
     └── PurposeDenied           application code asked for data the policy does not allow
 
 Entry points (CLI, web) catch ``TrothError`` and turn it into a clear message and a
@@ -23,6 +24,7 @@ from dataclasses import dataclass
 
 __all__ = [
     "AuditError",
+    "AuthError",
     "ConsentError",
     "KeyringError",
     "Location",
@@ -126,3 +128,7 @@ class PurposeDenied(TrothError):
     def __init__(self, rule: str, message: str) -> None:
         self.rule = rule
         super().__init__(message)
+
+
+class AuthError(TrothError):
+    """A user, password, role or API key that cannot be accepted (the message names the field)."""

@@ -24,7 +24,7 @@ from typing import Any
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
-from sqlalchemy import Connection, Engine, func, insert, select, update
+from sqlalchemy import Connection, Engine, bindparam, func, insert, select, update
 
 from troth.audit.merkle import Frontier, inclusion_path, leaf_hash, verify_inclusion
 from troth.errors import AuditError
@@ -35,7 +35,21 @@ from troth.store.tables import audit_entries, audit_state
 
 __all__ = ["AuditEvent", "AuditLog", "TreeHead", "VerifyReport", "entry_bytes"]
 
-_PENDING = "troth_audit_head"
+_PENDING = "troth_audit_pending"
+_STATE = select(audit_state.c.size, audit_state.c.frontier).where(audit_state.c.id == 1)
+_INSERT = insert(audit_entries)
+_UPDATE_STATE = (
+    update(audit_state)
+    .where(audit_state.c.id == 1)
+    .values(size=bindparam("size"), frontier=bindparam("frontier"))
+)
+
+
+@dataclass
+class _Pending:
+    frontier: Frontier
+    at: str
+    rows: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -109,29 +123,31 @@ class AuditLog:
     def append(self, conn: Connection, events: Sequence[AuditEvent]) -> list[int]:
         """Append ``events`` in the caller's transaction; returns their indexes.
 
-        Before the transaction ends, take its head with :meth:`take_head`; after it has
-        committed, :meth:`publish` that head."""
+        Rows are written, and the head signed, once per transaction by :meth:`take_head`,
+        which the caller must call before the transaction ends; after it has committed,
+        :meth:`publish` the head."""
         if not events:
             return []
-        state = select(audit_state.c.size, audit_state.c.frontier).where(audit_state.c.id == 1)
-        if conn.dialect.name == "postgresql":
-            state = state.with_for_update()
-        row = conn.execute(state).one()
-        frontier = Frontier.from_json(json.loads(row.frontier))
-        at = _now()
-        rows: list[dict[str, Any]] = []
+        pending: _Pending | None = conn.info.get(_PENDING)
+        if pending is None:
+            state = _STATE
+            if conn.dialect.name == "postgresql":
+                state = state.with_for_update()
+            row = conn.execute(state).one()
+            pending = _Pending(Frontier.from_json(json.loads(row.frontier)), _now())
+            conn.info[_PENDING] = pending
         seqs: list[int] = []
         for event in events:
-            seq = frontier.size
+            seq = pending.frontier.size
             seqs.append(seq)
             ref = self.keyring.subject_ref(conn, event.subject_hash) if event.subject_hash else None
             details = canonical(dict(event.details)).decode()
-            leaf = leaf_hash(entry_bytes(seq, at, event.actor, event.action, ref, details))
-            frontier.append(leaf)
-            rows.append(
+            leaf = leaf_hash(entry_bytes(seq, pending.at, event.actor, event.action, ref, details))
+            pending.frontier.append(leaf)
+            pending.rows.append(
                 {
                     "seq": seq,
-                    "at": at,
+                    "at": pending.at,
                     "actor": event.actor,
                     "action": event.action,
                     "subject_ref": ref,
@@ -139,13 +155,6 @@ class AuditLog:
                     "leaf_hash": leaf.hex(),
                 }
             )
-        conn.execute(insert(audit_entries), rows)
-        conn.execute(
-            update(audit_state)
-            .where(audit_state.c.id == 1)
-            .values(size=frontier.size, frontier=json.dumps(frontier.to_json()))
-        )
-        conn.info[_PENDING] = self._sign(frontier.size, frontier.root().hex(), at)
         return seqs
 
     def record(self, engine: Engine, events: Sequence[AuditEvent]) -> list[int]:
@@ -157,9 +166,16 @@ class AuditLog:
         return seqs
 
     def take_head(self, conn: Connection) -> TreeHead | None:
-        """The signed head of what this transaction appended (call before it ends)."""
-        head: TreeHead | None = conn.info.pop(_PENDING, None)
-        return head
+        """Write what this transaction appended and sign its head (call before it ends)."""
+        pending: _Pending | None = conn.info.pop(_PENDING, None)
+        if pending is None or not pending.rows:
+            return None
+        conn.execute(_INSERT, pending.rows)
+        frontier = pending.frontier
+        conn.execute(
+            _UPDATE_STATE, {"size": frontier.size, "frontier": json.dumps(frontier.to_json())}
+        )
+        return self._sign(frontier.size, frontier.root().hex(), pending.at)
 
     def publish(self, head: TreeHead | None) -> None:
         """After the commit: write the head to the heads file (fsynced)."""

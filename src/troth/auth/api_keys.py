@@ -18,10 +18,11 @@ from typing import Any, NamedTuple
 
 from sqlalchemy import Engine, and_, insert, select, update
 
+from troth.audit.log import AuditLog
+from troth.auth._audit import audited, transaction
 from troth.auth._time import aware, utcnow
 from troth.auth.roles import ROLES
-from troth.errors import TrothError
-from troth.store.engine import writing
+from troth.errors import AuthError
 from troth.store.tables import api_keys
 
 __all__ = [
@@ -58,17 +59,20 @@ def _digest(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
-def create_api_key(engine: Engine, role: str, label: str) -> tuple[str, str]:
+def create_api_key(
+    engine: Engine, role: str, label: str, *, audit: AuditLog | None = None, actor: str = "cli"
+) -> tuple[str, str]:
     """A new key for ``role``: (key id, full key). Show the full key once; it cannot be
-    recovered later. TrothError for an unknown role or an empty or overlong label."""
+    recovered later. AuthError for an unknown role or an empty or overlong label.
+    With ``audit``, the creation is in the audit log."""
     if role not in ROLES:
-        raise TrothError(f"role: '{role}' is not a role; use one of {', '.join(ROLES)}")
+        raise AuthError(f"role: '{role}' is not a role; use one of {', '.join(ROLES)}")
     label = label.strip()
     if not label or len(label) > 200 or not label.isprintable():
-        raise TrothError("label: give 1 to 200 printable characters (what the key is for)")
+        raise AuthError("label: give 1 to 200 printable characters (what the key is for)")
     key_id = secrets.token_hex(8)
     secret = secrets.token_urlsafe(32)
-    with writing(engine).begin() as conn:
+    with transaction(engine, audit) as conn:
         conn.execute(
             insert(api_keys).values(
                 id=key_id,
@@ -79,6 +83,7 @@ def create_api_key(engine: Engine, role: str, label: str) -> tuple[str, str]:
                 revoked_at=None,
             )
         )
+        audited(conn, audit, "admin.api_key_created", actor, {"key_id": key_id, "role": role})
     return key_id, f"{KEY_PREFIX}{key_id}_{secret}"
 
 
@@ -101,15 +106,20 @@ def verify_api_key(engine: Engine, full_key: str) -> VerifiedKey | None:
     return VerifiedKey(key_id, row.role)
 
 
-def revoke_api_key(engine: Engine, key_id: str) -> bool:
+def revoke_api_key(
+    engine: Engine, key_id: str, *, audit: AuditLog | None = None, actor: str = "cli"
+) -> bool:
     """Revoke a key; False if there is no such key or it was revoked already."""
-    with writing(engine).begin() as conn:
+    with transaction(engine, audit) as conn:
         result = conn.execute(
             update(api_keys)
             .where(and_(api_keys.c.id == key_id, api_keys.c.revoked_at.is_(None)))
             .values(revoked_at=utcnow())
         )
-        return result.rowcount == 1
+        revoked: bool = result.rowcount == 1
+        if revoked:
+            audited(conn, audit, "admin.api_key_revoked", actor, {"key_id": key_id})
+    return revoked
 
 
 def _key(row: Any) -> ApiKey:

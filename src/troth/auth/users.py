@@ -4,7 +4,7 @@ Five wrong passwords in a row lock an account for fifteen minutes; a right passw
 during the lock is refused too. An unknown e-mail costs the same argon2 work as a known
 one, so response times do not tell which e-mails have accounts.
 
-Validation errors are :class:`~troth.errors.TrothError` with the field first
+Validation errors are :class:`~troth.errors.AuthError` with the field first
 (``email: ...``), so the CLI can print them as they are.
 """
 
@@ -20,6 +20,8 @@ from typing import Any, Literal
 from sqlalchemy import Engine, case, insert, literal, select, update
 from sqlalchemy.exc import IntegrityError
 
+from troth.audit.log import AuditLog
+from troth.auth._audit import audited, transaction
 from troth.auth._time import aware, utcnow
 from troth.auth.passwords import (
     MAX_PASSWORD,
@@ -29,7 +31,7 @@ from troth.auth.passwords import (
     verify_password,
 )
 from troth.auth.roles import ROLES
-from troth.errors import TrothError
+from troth.errors import AuthError, TrothError
 from troth.store.engine import writing
 from troth.store.tables import users
 
@@ -83,24 +85,33 @@ def normalize_email(email: str) -> str:
     """``email`` trimmed and lower-cased, or TrothError if it does not look like one."""
     cleaned = email.strip().lower()
     if len(cleaned) > 254 or not _EMAIL.match(cleaned):
-        raise TrothError("email: not an e-mail address (expected name@example.org)")
+        raise AuthError("email: not an e-mail address (expected name@example.org)")
     return cleaned
 
 
-def add_user(engine: Engine, email: str, password: str, role: str) -> User:
-    """Create an admin user. TrothError for a bad e-mail, role or password, or a duplicate."""
+def add_user(
+    engine: Engine,
+    email: str,
+    password: str,
+    role: str,
+    *,
+    audit: AuditLog | None = None,
+    actor: str = "cli",
+) -> User:
+    """Create an admin user. TrothError for a bad e-mail, role or password, or a duplicate.
+    With ``audit``, the addition is in the audit log (by user id, not e-mail)."""
     address = normalize_email(email)
     if role not in ROLES:
-        raise TrothError(f"role: '{role}' is not a role; use one of {', '.join(ROLES)}")
+        raise AuthError(f"role: '{role}' is not a role; use one of {', '.join(ROLES)}")
     if len(password) < MIN_PASSWORD:
-        raise TrothError(f"password: use at least {MIN_PASSWORD} characters")
+        raise AuthError(f"password: use at least {MIN_PASSWORD} characters")
     if len(password) > MAX_PASSWORD:
-        raise TrothError(f"password: use at most {MAX_PASSWORD} characters")
+        raise AuthError(f"password: use at most {MAX_PASSWORD} characters")
     password_hash = hash_password(password)  # slow: outside the write transaction
     now = utcnow()
     duplicate = TrothError("email: a user with this e-mail address already exists")
     try:
-        with writing(engine).begin() as conn:
+        with transaction(engine, audit) as conn:
             if conn.execute(select(users.c.id).where(users.c.email == address)).first():
                 raise duplicate
             user_id = conn.execute(
@@ -116,6 +127,7 @@ def add_user(engine: Engine, email: str, password: str, role: str) -> User:
                 )
                 .returning(users.c.id)
             ).scalar_one()
+            audited(conn, audit, "admin.user_added", actor, {"user_id": user_id, "role": role})
     except IntegrityError:  # a concurrent add of the same address
         raise duplicate from None
     return User(int(user_id), address, role, now, 0, None, False)
@@ -139,11 +151,15 @@ def authenticate(
 @dataclass(frozen=True)
 class Attempt:
     """What a sign-in attempt came to. ``user_id`` is set whenever the e-mail is known, so
-    a refusal can be audited; tell the person only "wrong e-mail or password"."""
+    a refusal can be audited; tell the person only "wrong e-mail or password".
+
+    ``locked``: the account was locked already (the attempt did not count);
+    ``locked_now``: this wrong password was the one that locked it."""
 
     outcome: Literal["ok", "unknown", "wrong_password", "locked", "disabled"]
     user: User | None = None
     user_id: int | None = None
+    locked_now: bool = False
 
 
 def login_attempt(
@@ -169,8 +185,8 @@ def login_attempt(
     if user.locked(now):
         return Attempt("locked", user_id=user.id)
     if not matches:
-        locked = _count_failure(engine, user, now)
-        return Attempt("locked" if locked else "wrong_password", user_id=user.id)
+        locked_now = _count_failure(engine, user, now)
+        return Attempt("wrong_password", user_id=user.id, locked_now=locked_now)
     values: dict[str, Any] = {"failed_logins": 0, "locked_until": None}
     if needs_rehash(row.password_hash):
         values["password_hash"] = hash_password(password)

@@ -9,7 +9,14 @@ from sqlalchemy.engine import make_url
 
 from troth.errors import StoreError
 
-__all__ = ["make_engine", "writing"]
+__all__ = ["make_engine", "reading", "writing"]
+
+
+def reading(engine: Engine) -> Engine:
+    """The same engine, for single reads: no BEGIN/ROLLBACK around them (autocommit)."""
+    if engine.dialect.name == "postgresql":
+        return engine.execution_options(isolation_level="AUTOCOMMIT", troth_read=True)
+    return engine.execution_options(troth_read=True)
 
 
 def writing(engine: Engine) -> Engine:
@@ -19,8 +26,11 @@ def writing(engine: Engine) -> Engine:
     return engine.execution_options(troth_write=True)
 
 
-def make_engine(url: str, **kwargs: Any) -> Engine:
-    """An engine for ``url``; SQLite gets WAL, full sync and a busy timeout on every connection."""
+def make_engine(url: str, *, pool_size: int = 12, **kwargs: Any) -> Engine:
+    """An engine for ``url``; SQLite gets WAL, full sync and a busy timeout on every connection.
+
+    ``pool_size`` should exceed the number of threads that use the engine at once, so that
+    requests reuse connections instead of opening new ones."""
     try:
         parsed = make_url(url)
     except Exception as exc:
@@ -31,13 +41,17 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
             parsed,
             # isolation_level=None: the driver leaves transactions to us (see "begin" below)
             connect_args={"check_same_thread": False, "timeout": 30, "isolation_level": None},
+            pool_size=pool_size,
+            max_overflow=4,
             **kwargs,
         )
 
         @event.listens_for(engine, "begin")
         def _begin(conn: Any) -> None:
-            immediate = conn.get_execution_options().get("troth_write")
-            conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+            options = conn.get_execution_options()
+            if options.get("troth_read"):
+                return  # a single SELECT is its own consistent snapshot
+            conn.exec_driver_sql("BEGIN IMMEDIATE" if options.get("troth_write") else "BEGIN")
 
         @event.listens_for(engine, "connect")
         def _pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -55,9 +69,11 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
             raise StoreError("use the psycopg 3 driver: postgresql+psycopg://...")
         return create_engine(
             parsed.set(drivername="postgresql+psycopg"),
-            pool_pre_ping=True,
-            pool_size=kwargs.pop("pool_size", 10),
-            max_overflow=kwargs.pop("max_overflow", 10),
+            # no pre-ping (a round trip per checkout): a dropped connection is invalidated
+            # on first use and replaced; recycle keeps idle ones from going stale
+            pool_recycle=1800,
+            pool_size=pool_size,
+            max_overflow=4,
             **kwargs,
         )
     raise StoreError(f"unsupported database '{backend}': use sqlite:/// or postgresql+psycopg://")

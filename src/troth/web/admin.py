@@ -164,6 +164,7 @@ class _Tick:
     x: float
     y: float
     label: str
+    anchor: str = "end"
 
 
 @dataclass(frozen=True)
@@ -208,7 +209,10 @@ def _chart(report: ConsentReport, width: int = 720, height: int = 260) -> _Chart
         series.append(_Series(name, f"series-{n % 8}", " ".join(parts), points))
     yticks = [_Tick(left, y(s / 100), f"{s}%") for s in (0, 25, 50, 75, 100)]
     marks = sorted({0, len(dates) // 2, len(dates) - 1})
-    xticks = [_Tick(x(i), bottom, dates[i].strftime("%d %b")) for i in marks]
+    anchors = {0: "start", len(dates) - 1: "end"}
+    xticks = [
+        _Tick(x(i), bottom, dates[i].strftime("%d %b"), anchors.get(i, "middle")) for i in marks
+    ]
     return _Chart(width, height, left, right, top, bottom, yticks, xticks, series)
 
 
@@ -329,8 +333,14 @@ def admin_router(
         engine = engine_of(request)
         attempt = await run_in_threadpool(login_attempt, engine, email, password)
         if attempt.user is None:
-            if attempt.user_id is not None:
-                await audit(request, "admin.login_refused", attempt.user_id, reason=attempt.outcome)
+            if attempt.outcome in ("wrong_password", "disabled"):  # not every knock on a lock
+                await audit(
+                    request,
+                    "admin.login_refused",
+                    attempt.user_id or 0,
+                    reason=attempt.outcome,
+                    locked=attempt.locked_now,
+                )
             minutes = int(LOCK_FOR.total_seconds() // 60)
             return login_page(
                 request,

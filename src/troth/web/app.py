@@ -26,6 +26,8 @@ from troth.policy.loader import load_policy
 from troth.policy.model import Policy
 from troth.render.output import render_policy, render_table
 from troth.store.batch import BatchWriter
+from troth.web.admin import admin_router
+from troth.web.auth_deps import AuthProblem, auth_problem_handler
 from troth.web.consent_api import consent_router
 from troth.web.pages import PageRenderer
 from troth.web.problems import BodyLimit, RateLimiter, problem
@@ -197,6 +199,8 @@ def create_app(policy: Policy, settings: Settings | None = None) -> FastAPI:
         return PlainTextResponse("ok")
 
     app.include_router(consent_router(ledger, writer, RateLimiter(settings.write_rate_per_minute)))
+    app.include_router(admin_router(trust_forwarded_proto=settings.trust_proxy))
+    app.add_exception_handler(AuthProblem, auth_problem_handler)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
