@@ -343,6 +343,10 @@ RULES: list[tuple[str, str, str]] = [
     ("GET", "/admin", "admin.view"),
     ("GET", "/admin/users", "admin.users"),
     ("POST", "/admin/audit/verify", "audit.read"),
+    ("POST", "/api/vault/put", "vault.use"),
+    ("POST", "/api/vault/get", "vault.use"),
+    ("POST", "/api/vault/limits*", "consent.manage"),
+    ("GET", "/api/audit/*", "audit.read"),
 ]
 
 SAMPLES = {

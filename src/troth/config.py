@@ -26,6 +26,7 @@ class Settings(BaseSettings):
     origins: str = ""
     max_body_bytes: int = Field(default=16_384, ge=1024)
     write_rate_per_minute: int = Field(default=120, ge=1)
+    threads: int = Field(default=8, ge=1, le=256)  # request threads per worker
     trust_proxy: bool = False  # honour X-Forwarded-Proto (behind a TLS-terminating proxy)
 
     def origin_list(self) -> list[str]:

@@ -12,7 +12,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from sqlalchemy import Connection, Engine, insert, select
+from sqlalchemy import Connection, Engine, bindparam, insert, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from troth.audit.log import AuditEvent, AuditLog
@@ -21,7 +21,7 @@ from troth.consent.versions import PolicyHistory
 from troth.errors import ConsentError
 from troth.keyring.subjects import SubjectHasher
 from troth.policy.model import Jurisdiction, Policy
-from troth.store.engine import writing
+from troth.store.engine import reading, writing
 from troth.store.tables import consent_current, consent_events
 
 __all__ = [
@@ -103,6 +103,7 @@ class ConsentLedger:
         audit: AuditLog,
     ) -> None:
         self.engine = engine
+        self._reader = reading(engine)
         self.audit = audit
         self.policy = policy
         self.history = history
@@ -116,7 +117,25 @@ class ConsentLedger:
             policy.jurisdictions[0] if policy.jurisdictions else None,
         )
         self.revisions = {c: history.revision(c) for c in self.optional}
-        self._upsert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
+        insert_for = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
+        upsert = insert_for(consent_current)
+        # Built once: SQLAlchemy then compiles each statement once and reuses it.
+        self._upsert_current = upsert.on_conflict_do_update(
+            index_elements=["subject_hash", "category"],
+            set_={
+                "status": upsert.excluded.status,
+                "policy_version": upsert.excluded.policy_version,
+                "event_id": upsert.excluded.event_id,
+                "updated_at": upsert.excluded.updated_at,
+            },
+        )
+        self._insert_event = insert(consent_events).returning(consent_events.c.id)
+        self._current_of = select(
+            consent_current.c.category,
+            consent_current.c.status,
+            consent_current.c.policy_version,
+            consent_current.c.updated_at,
+        ).where(consent_current.c.subject_hash == bindparam("h"))
 
     # --- validation --------------------------------------------------------------------
 
@@ -170,13 +189,9 @@ class ConsentLedger:
 
         def work(conn: Connection) -> dict[str, Any]:
             now = dt.datetime.now(dt.UTC)
-            before = dict(
-                conn.execute(
-                    select(consent_current.c.category, consent_current.c.status).where(
-                        consent_current.c.subject_hash == subject_hash
-                    )
-                ).all()
-            )
+            before = {
+                r.category: r.status for r in conn.execute(self._current_of, {"h": subject_hash})
+            }
             final = {
                 c: ("withdrawn" if s == "refused" and before.get(c) == "given" else s)
                 for c, s in sorted(choices.items())
@@ -203,44 +218,34 @@ class ConsentLedger:
             )
             signature = self.signer.sign(payload)
             event_id = conn.execute(
-                insert(consent_events)
-                .values(
-                    receipt_id=receipt_id,
-                    subject_hash=subject_hash,
-                    policy_version=change.policy_version,
-                    language=change.language,
-                    method=change.method,
-                    jurisdiction=payload["jurisdiction"],
-                    gpc=change.gpc,
-                    choices=final,
-                    created_at=now,
-                    signature=signature,
-                    receipt=payload,
-                )
-                .returning(consent_events.c.id)
-            ).scalar_one()
-            rows = [
+                self._insert_event,
                 {
+                    "receipt_id": receipt_id,
                     "subject_hash": subject_hash,
-                    "category": c,
-                    "status": s,
                     "policy_version": change.policy_version,
-                    "event_id": event_id,
-                    "updated_at": now,
-                }
-                for c, s in final.items()
-            ]
-            stmt = self._upsert(consent_current).values(rows)
+                    "language": change.language,
+                    "method": change.method,
+                    "jurisdiction": payload["jurisdiction"],
+                    "gpc": change.gpc,
+                    "choices": final,
+                    "created_at": now,
+                    "signature": signature,
+                    "receipt": payload,
+                },
+            ).scalar_one()
             conn.execute(
-                stmt.on_conflict_do_update(
-                    index_elements=["subject_hash", "category"],
-                    set_={
-                        "status": stmt.excluded.status,
-                        "policy_version": stmt.excluded.policy_version,
-                        "event_id": stmt.excluded.event_id,
-                        "updated_at": stmt.excluded.updated_at,
-                    },
-                )
+                self._upsert_current,
+                [
+                    {
+                        "subject_hash": subject_hash,
+                        "category": c,
+                        "status": s,
+                        "policy_version": change.policy_version,
+                        "event_id": event_id,
+                        "updated_at": now,
+                    }
+                    for c, s in final.items()
+                ],
             )
             return self.signer.receipt(payload, signature)
 
@@ -290,15 +295,8 @@ class ConsentLedger:
         self, subject: str, jurisdiction: str | None = None, gpc: bool = False
     ) -> Effective:
         subject_hash = self.hash(subject)
-        with self.engine.connect() as conn:
-            rows = conn.execute(
-                select(
-                    consent_current.c.category,
-                    consent_current.c.status,
-                    consent_current.c.policy_version,
-                    consent_current.c.updated_at,
-                ).where(consent_current.c.subject_hash == subject_hash)
-            ).all()
+        with self._reader.connect() as conn:
+            rows = conn.execute(self._current_of, {"h": subject_hash}).all()
         return self.effective_from_rows(
             [(r.category, r.status, r.policy_version, r.updated_at) for r in rows],
             self.jurisdiction(jurisdiction),

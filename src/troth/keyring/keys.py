@@ -14,7 +14,7 @@ from collections.abc import Mapping
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
-from sqlalchemy import Connection, Engine, delete, select, update
+from sqlalchemy import Connection, Engine, bindparam, delete, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from troth.errors import KeyringError
@@ -23,6 +23,10 @@ from troth.store.engine import writing
 from troth.store.tables import subject_keys
 
 __all__ = ["Keyring"]
+
+_KEY_OF = select(subject_keys.c.kek_id, subject_keys.c.wrapped).where(
+    subject_keys.c.subject_hash == bindparam("h")
+)
 
 
 def _derive(dek: bytes, purpose: bytes) -> bytes:
@@ -46,18 +50,14 @@ class Keyring:
         return kek.unwrap(wrapped, subject_hash.encode())
 
     def data_key(self, conn: Connection, subject_hash: str, *, create: bool) -> bytes | None:
-        row = conn.execute(
-            select(subject_keys.c.kek_id, subject_keys.c.wrapped).where(
-                subject_keys.c.subject_hash == subject_hash
-            )
-        ).first()
+        row = conn.execute(_KEY_OF, {"h": subject_hash}).first()
         if row is not None:
             return self._unwrap(row.kek_id, row.wrapped, subject_hash)
         if not create:
             return None
         dek = os.urandom(32)
         insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
-        conn.execute(
+        won = conn.execute(
             insert(subject_keys)
             .values(
                 subject_hash=subject_hash,
@@ -66,8 +66,11 @@ class Keyring:
                 created_at=dt.datetime.now(dt.UTC),
             )
             .on_conflict_do_nothing(index_elements=["subject_hash"])
-        )
-        # another transaction may have won the race: read what is there now
+            .returning(subject_keys.c.subject_hash)
+        ).first()
+        if won is not None:
+            return dek
+        # another transaction created it at the same moment: use theirs
         return self.data_key(conn, subject_hash, create=False)
 
     def value_key(self, dek: bytes) -> bytes:

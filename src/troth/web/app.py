@@ -13,6 +13,7 @@ from contextlib import asynccontextmanager
 from importlib import resources
 from pathlib import Path
 
+import anyio.to_thread
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
@@ -33,6 +34,7 @@ from troth.web.pages import PageRenderer
 from troth.web.problems import BodyLimit, RateLimiter, problem
 from troth.web.security import SecurityHeaders
 from troth.web.services import Services
+from troth.web.vault_api import vault_router
 
 __all__ = ["create_app", "create_app_from_env"]
 
@@ -57,6 +59,8 @@ def create_app(policy: Policy, settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        # Request threads are bounded to what the connection pool can serve without churn.
+        anyio.to_thread.current_default_thread_limiter().total_tokens = settings.threads
         writer.start()
         yield
         await writer.stop()
@@ -200,6 +204,7 @@ def create_app(policy: Policy, settings: Settings | None = None) -> FastAPI:
 
     app.include_router(consent_router(ledger, writer, RateLimiter(settings.write_rate_per_minute)))
     app.include_router(admin_router(trust_forwarded_proto=settings.trust_proxy))
+    app.include_router(vault_router(services))
     app.add_exception_handler(AuthProblem, auth_problem_handler)
 
     @app.exception_handler(StarletteHTTPException)

@@ -50,7 +50,7 @@ class Services:
     @classmethod
     def open(cls, policy: Policy, settings: Settings) -> Services:
         """Migrate the database, publish the policy version, load keys. Raises TrothError."""
-        engine = make_engine(settings.database_url)
+        engine = make_engine(settings.database_url, pool_size=settings.threads + 4)
         upgrade(engine)
         history = publish(engine, policy)
         secrets = Secrets(settings.keys_dir)
