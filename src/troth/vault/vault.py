@@ -59,8 +59,14 @@ class Vault:
         keyring: Keyring,
         audit: AuditLog,
         consents: ConsentLookup,
+        erasures: Path | None = None,
     ) -> None:
-        """``consents(subject)`` returns the consent categories the subject allows now."""
+        """``consents(subject)`` returns the consent categories the subject allows now.
+
+        ``erasures`` is an append-only file, kept apart from the database like the audit
+        heads, that lists every erased subject (as its keyed hash) so that restoring an
+        older backup can erase them again (:func:`troth.store.backup.replay_erasures`)."""
+        self.erasures = erasures
         self.engine = engine
         self.compiled = compiled
         self.hash = hasher
