@@ -23,6 +23,7 @@ class Settings(BaseSettings):
     kek: str | None = None
     kek_file: Path | None = None
     audit_heads: Path = Path("troth-audit") / "heads.jsonl"
+    erasures: Path = Path("troth-audit") / "erasures.jsonl"
     origins: str = ""
     max_body_bytes: int = Field(default=16_384, ge=1024)
     write_rate_per_minute: int = Field(default=120, ge=1)

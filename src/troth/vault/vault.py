@@ -14,9 +14,11 @@ the data key (crypto-shredding).
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
 from cryptography.exceptions import InvalidTag
@@ -296,4 +298,26 @@ class Vault:
             raise PurposeDenied(
                 "legal_hold", "erasure is blocked by a legal hold: " + "; ".join(holds)
             )
+        self._tombstone(subject_hash)
         return {"values": int(values), "keys": int(shredded)}
+
+    def erase_hashed(self, conn: Connection, subject_hash: str) -> dict[str, int]:
+        """Erase by keyed hash inside the caller's transaction (used when replaying
+        erasures after a restore: the subject's identifier is no longer known)."""
+        values = conn.execute(
+            delete(vault_values).where(vault_values.c.subject_hash == subject_hash)
+        ).rowcount
+        shredded = self.keyring.shred(conn, subject_hash)
+        return {"values": int(values), "keys": int(shredded)}
+
+    def _tombstone(self, subject_hash: str) -> None:
+        if self.erasures is None:
+            return
+        line = json.dumps({"subject_hash": subject_hash, "at": dt.datetime.now(dt.UTC).isoformat()})
+        self.erasures.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd = os.open(self.erasures, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        try:
+            os.write(fd, (line + "\n").encode())
+            os.fsync(fd)
+        finally:
+            os.close(fd)
