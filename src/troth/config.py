@@ -2,7 +2,16 @@
 
 TROTH_DATABASE_URL   sqlite:///troth.db (default) or postgresql+psycopg://user@host/db
 TROTH_KEYS_DIR       where troth keeps its secrets (created 0700); default ./troth-keys
+TROTH_KEK            the key-encryption key, base64 of 32 bytes; else TROTH_KEK_FILE;
+                     else TROTH_KEYS_DIR/kek.key, created on first use
+TROTH_AUDIT_HEADS    where the audit log's signed tree heads go; keep it apart from the
+                     database (another disk, or shipped off the host);
+                     default ./troth-audit/heads.jsonl
+TROTH_ERASURES       the list of erased subjects (keyed hashes) that a restore replays;
+                     default ./troth-audit/erasures.jsonl
 TROTH_ORIGINS        comma-separated site origins allowed to call the API (CORS)
+TROTH_THREADS        request threads per worker (default 8)
+TROTH_TRUST_PROXY    honour X-Forwarded-Proto from a TLS-terminating proxy (default false)
 """
 
 from __future__ import annotations

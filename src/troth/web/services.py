@@ -73,5 +73,5 @@ class Services:
             state = ledger.effective(subject)
             return {c for c, s in state.categories.items() if s.allowed}
 
-        vault = Vault(engine, compiled, hasher, keyring, audit, consents)
+        vault = Vault(engine, compiled, hasher, keyring, audit, consents, settings.erasures)
         return cls(settings, policy, compiled, engine, history, keyring, audit, ledger, vault)
