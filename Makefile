@@ -33,6 +33,9 @@ test: venv lint
 bench: venv
 	scripts/install-test-deps.sh
 	$(BIN)/python bench/policy.py
+	$(BIN)/python bench/consent.py
+	$(BIN)/python bench/audit.py
+	$(BIN)/python bench/vault.py
 
 clean:
 	rm -rf $(VENV) build .pytest_cache .mypy_cache .ruff_cache
