@@ -45,3 +45,24 @@ def test_seed_security_uses_need_no_consent(seed):
             assert not decision.allowed or any(
                 c.activities[a].basis_kind != "consent" for a in decision.activities
             )
+
+
+def test_different_bases_for_one_category_need_a_named_activity(seed):
+    c = compile_policy(seed.policy)
+    d = c.decide("prevent_harm", ["usage"])
+    assert not d.allowed
+    assert d.rule == "ambiguous"
+    assert c.decide("prevent_harm", ["usage"], activity="fraud_and_abuse").activities == (
+        "fraud_and_abuse",
+    )
+    assert c.decide("provide_service", ["account"]).allowed  # all contract: no choice to make
+
+
+def test_named_consent_activity_needs_its_consent(seed):
+    c = compile_policy(seed.policy)
+    denied = c.decide("communicate", ["contact"], activity="marketing_prospects")
+    assert denied.rule == "consent"
+    assert denied.missing_consents == ("email_marketing",)
+    assert c.decide(
+        "communicate", ["contact"], {"email_marketing"}, activity="marketing_prospects"
+    ).allowed

@@ -99,7 +99,11 @@ def test_restriction_allows_only_legal_obligations(world):
     with pytest.raises(PurposeDenied) as denied:
         world.vault.get(s, ["billing"], purpose="provide_service")
     assert denied.value.rule == "restriction"
-    assert world.vault.get(s, ["billing"], purpose="legal_compliance") == {"billing": "plan: plus"}
+    kept = world.vault.get(s, ["billing"], purpose="legal_compliance", activity="record_keeping")
+    assert kept == {"billing": "plan: plus"}
+    with pytest.raises(PurposeDenied) as legal_claims:  # legitimate interest: restricted too
+        world.vault.get(s, ["billing"], purpose="legal_compliance", activity="legal_claims")
+    assert legal_claims.value.rule == "restriction"
     assert world.vault.release(s, "restriction", "*", actor="officer") == 1
     assert world.vault.get(s, ["billing"], purpose="provide_service")["billing"] == "plan: plus"
 
@@ -217,3 +221,38 @@ def test_rotation_rewraps_keys_without_touching_values(world, engine, seed, tmp_
     assert again.vault.get(subjects[3], ["account"], purpose="provide_service") == {
         "account": f"name of {subjects[3]}"
     }
+
+
+def test_troth_never_chooses_a_legal_basis_for_the_caller(world):
+    """Where one purpose uses a category on several bases, the caller names the activity."""
+    s = someone()
+    world.vault.put(
+        s, "contact", "alex@example.org", purpose="communicate", activity="service_communications"
+    )
+    with pytest.raises(PurposeDenied) as ambiguous:
+        world.vault.get(s, ["contact"], purpose="communicate")
+    assert ambiguous.value.rule == "ambiguous"
+    assert "marketing_prospects" in str(ambiguous.value)
+    with pytest.raises(PurposeDenied) as no_consent:
+        world.vault.get(s, ["contact"], purpose="communicate", activity="marketing_prospects")
+    assert no_consent.value.rule == "consent"
+    world.vault.limit(s, "objection", "communicate", "no news, thanks", actor="officer")
+    with pytest.raises(PurposeDenied) as objected:
+        world.vault.get(s, ["contact"], purpose="communicate", activity="product_news_customers")
+    assert objected.value.rule == "objection"
+    notice = world.vault.get(
+        s, ["contact"], purpose="communicate", activity="service_communications"
+    )
+    assert notice == {"contact": "alex@example.org"}
+
+
+def test_a_named_activity_must_belong_to_the_purpose_and_use_the_category(world):
+    for activity, message in [("metered_plan", "has no activity"), ("support", "does not use")]:
+        with pytest.raises(PurposeDenied, match=message) as denied:
+            world.vault.get(
+                someone(),
+                ["billing"],
+                purpose="communicate" if activity == "metered_plan" else "provide_service",
+                activity=activity,
+            )
+        assert denied.value.rule == "policy"

@@ -36,14 +36,17 @@ class Decision:
     activities: tuple[str, ...] = ()
     reason: str = ""
     missing_consents: tuple[str, ...] = ()
+    rule: str = ""  # allowed | policy | consent | ambiguous
 
 
 @dataclass(frozen=True, slots=True)
 class _Cover:
-    """Which activities of one purpose cover one category."""
+    """Which activities of one purpose cover one category, and on which bases."""
 
     without_consent: str | None
     with_consent: tuple[tuple[str, str], ...]
+    activities: tuple[str, ...]
+    bases: frozenset[str]
 
 
 @dataclass(frozen=True)
@@ -64,27 +67,51 @@ class CompiledPolicy:
         return self.policy.version
 
     def decide(
-        self, purpose: str, categories: Iterable[str], consents: Collection[str] = ()
+        self,
+        purpose: str,
+        categories: Iterable[str],
+        consents: Collection[str] = (),
+        activity: str | None = None,
     ) -> Decision:
-        """May ``purpose`` use ``categories`` for someone who gave ``consents``?"""
+        """May ``purpose`` (through ``activity``, if named) use ``categories`` for someone
+        who gave ``consents``?
+
+        When activities of the purpose that cover a category rest on different legal bases,
+        troth will not choose one for the caller (that would pick the most convenient basis
+        after the fact): the caller must name the activity it is carrying out."""
+        if purpose not in self.activities_by_purpose:
+            return Decision(
+                False, purpose, reason=f"purpose '{purpose}' is not declared", rule="policy"
+            )
+        if activity is not None:
+            return self._decide_activity(purpose, list(categories), consents, activity)
         used: list[str] = []
         missing: list[str] = []
         for category in categories:
             cover = self._cover.get((purpose, category))
             if cover is None:
-                if purpose not in self.activities_by_purpose:
-                    return Decision(False, purpose, reason=f"purpose '{purpose}' is not declared")
                 return Decision(
                     False,
                     purpose,
                     reason=f"purpose '{purpose}' does not declare data category '{category}'",
+                    rule="policy",
+                )
+            if len(cover.bases) > 1:
+                return Decision(
+                    False,
+                    purpose,
+                    reason=(
+                        f"purpose '{purpose}' uses '{category}' in activities on different "
+                        f"legal bases ({', '.join(cover.activities)}); name the activity"
+                    ),
+                    rule="ambiguous",
                 )
             if cover.without_consent is not None:
                 used.append(cover.without_consent)
                 continue
-            for consent, activity in cover.with_consent:
+            for consent, act in cover.with_consent:
                 if consent in consents or consent in self.required_consents:
-                    used.append(activity)
+                    used.append(act)
                     break
             else:
                 missing.extend(c for c, _ in cover.with_consent if c not in missing)
@@ -94,8 +121,43 @@ class CompiledPolicy:
                 purpose,
                 reason="consent not given: " + ", ".join(missing),
                 missing_consents=tuple(missing),
+                rule="consent",
             )
-        return Decision(True, purpose, activities=tuple(dict.fromkeys(used)))
+        return Decision(True, purpose, activities=tuple(dict.fromkeys(used)), rule="allowed")
+
+    def _decide_activity(
+        self, purpose: str, categories: list[str], consents: Collection[str], activity: str
+    ) -> Decision:
+        found = self.activities.get(activity)
+        if found is None or found.purpose != purpose:
+            return Decision(
+                False,
+                purpose,
+                reason=f"purpose '{purpose}' has no activity '{activity}'",
+                rule="policy",
+            )
+        outside = [c for c in categories if c not in found.categories]
+        if outside:
+            return Decision(
+                False,
+                purpose,
+                reason=f"activity '{activity}' does not use {', '.join(outside)}",
+                rule="policy",
+            )
+        consent = found.consent
+        if (
+            consent is not None
+            and consent not in consents
+            and consent not in self.required_consents
+        ):
+            return Decision(
+                False,
+                purpose,
+                reason=f"consent not given: {consent}",
+                missing_consents=(consent,),
+                rule="consent",
+            )
+        return Decision(True, purpose, activities=(activity,), rule="allowed")
 
     def tracking_for_name(self, name: str) -> TrackingTechnology | None:
         """The declared cookie or storage key that ``name`` is, by exact name or pattern."""
@@ -115,6 +177,7 @@ def compile_policy(policy: Policy) -> CompiledPolicy:
     by_category: dict[str, set[str]] = {}
     cover_free: dict[tuple[str, str], str] = {}
     cover_consent: dict[tuple[str, str], list[tuple[str, str]]] = {}
+    covering: dict[tuple[str, str], list[str]] = {}
     for purpose, activity in policy.activities():
         kind = vocab.basis_kind(vocab.legal_basis(activity.basis))
         compiled = CompiledActivity(
@@ -130,12 +193,18 @@ def compile_policy(policy: Policy) -> CompiledPolicy:
         for category in activity.categories:
             by_category.setdefault(category, set()).add(purpose.id)
             key = (purpose.id, category)
+            covering.setdefault(key, []).append(activity.id)
             if compiled.consent is None:
                 cover_free.setdefault(key, activity.id)
             else:
                 cover_consent.setdefault(key, []).append((compiled.consent, activity.id))
     cover = {
-        key: _Cover(cover_free.get(key), tuple(cover_consent.get(key, ())))
+        key: _Cover(
+            cover_free.get(key),
+            tuple(cover_consent.get(key, ())),
+            tuple(covering[key]),
+            frozenset(activities[a].basis for a in covering[key]),
+        )
         for key in set(cover_free) | set(cover_consent)
     }
     exact: dict[str, TrackingTechnology] = {}

@@ -97,11 +97,11 @@ class Vault:
         subject_hash: str,
         purpose: str,
         categories: Sequence[str],
+        activity: str | None = None,
     ) -> VaultDecision:
-        decision = self.compiled.decide(purpose, categories, self.consents(subject))
+        decision = self.compiled.decide(purpose, categories, self.consents(subject), activity)
         if not decision.allowed:
-            rule = "consent" if decision.missing_consents else "policy"
-            return VaultDecision(False, rule, decision.reason)
+            return VaultDecision(False, decision.rule, decision.reason)
         bases = {self.compiled.activities[a].basis_kind for a in decision.activities}
         for kind, scope, _reason in self._limits(conn, subject_hash):
             if scope not in ("*", purpose):
@@ -155,11 +155,18 @@ class Vault:
     # --- the two operations ------------------------------------------------------------
 
     def put(
-        self, subject: str, category: str, value: str, *, purpose: str, actor: str = "service"
+        self,
+        subject: str,
+        category: str,
+        value: str,
+        *,
+        purpose: str,
+        actor: str = "service",
+        activity: str | None = None,
     ) -> None:
         subject_hash = self.hash(subject)
         with writing(self.engine).begin() as conn:
-            decision = self.decide(conn, subject, subject_hash, purpose, [category])
+            decision = self.decide(conn, subject, subject_hash, purpose, [category], activity)
             self._audit_decision(
                 conn, "vault.write", actor, subject_hash, purpose, [category], decision
             )
@@ -191,12 +198,18 @@ class Vault:
             raise self._deny(decision)
 
     def get(
-        self, subject: str, categories: Sequence[str], *, purpose: str, actor: str = "service"
+        self,
+        subject: str,
+        categories: Sequence[str],
+        *,
+        purpose: str,
+        actor: str = "service",
+        activity: str | None = None,
     ) -> dict[str, str | None]:
         subject_hash = self.hash(subject)
         values: dict[str, str | None] = dict.fromkeys(categories)
         with writing(self.engine).begin() as conn:
-            decision = self.decide(conn, subject, subject_hash, purpose, categories)
+            decision = self.decide(conn, subject, subject_hash, purpose, categories, activity)
             self._audit_decision(
                 conn, "vault.read", actor, subject_hash, purpose, categories, decision
             )

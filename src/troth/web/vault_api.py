@@ -30,12 +30,14 @@ class PutIn(_Body):
     category: Id
     value: str = Field(max_length=8192)
     purpose: Id
+    activity: Id | None = None
 
 
 class GetIn(_Body):
     subject: str = Field(pattern=SUBJECT_PATTERN.pattern)
     categories: list[Id] = Field(min_length=1, max_length=64)
     purpose: Id
+    activity: Id | None = None
 
 
 class LimitIn(_Body):
@@ -66,6 +68,7 @@ def vault_router(services: Services) -> APIRouter:
                     body.value,
                     purpose=body.purpose,
                     actor=actor.format(kind=who.kind, id=who.id),
+                    activity=body.activity,
                 )
             )
         except PurposeDenied as exc:
@@ -83,6 +86,7 @@ def vault_router(services: Services) -> APIRouter:
                     body.categories,
                     purpose=body.purpose,
                     actor=actor.format(kind=who.kind, id=who.id),
+                    activity=body.activity,
                 )
             )
         except PurposeDenied as exc:
