@@ -146,6 +146,25 @@ def _bases(policy: Policy) -> Iterator[Finding]:
             )
 
 
+def _shared_categories(policy: Policy) -> Iterator[Finding]:
+    """Where a purpose uses a category on several bases, code must name the activity."""
+    for pi, purpose in enumerate(policy.purposes):
+        by_category: dict[str, dict[str, str]] = {}
+        for a in purpose.activities:
+            for c in a.categories:
+                by_category.setdefault(c, {})[a.id] = _basis_kind(a.basis) or a.basis
+        mixed = [c for c, acts in by_category.items() if len(set(acts.values())) > 1]
+        if mixed:
+            yield Finding(
+                "warning",
+                "T015",
+                ("purposes", pi, "activities"),
+                f"purpose '{purpose.id}' uses {', '.join(mixed)} on different legal bases in "
+                "different activities; code using them must name the activity (the vault "
+                "refuses to choose a basis)",
+            )
+
+
 def _tracking(policy: Policy) -> Iterator[Finding]:
     required = {c.id for c in policy.consent_categories if c.required}
     purposes = {p.id: p for p in policy.purposes}
@@ -441,4 +460,4 @@ def _mentions_text(annotation: Any) -> bool:
     return any(_mentions_text(arg) for arg in get_args(annotation))
 
 
-_RULES = (_bases, _tracking, _recipients, _usage, _transparency, _examples, _translations)
+_RULES = (_bases, _shared_categories, _tracking, _recipients, _usage, _transparency, _examples, _translations)
