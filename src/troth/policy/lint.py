@@ -460,4 +460,13 @@ def _mentions_text(annotation: Any) -> bool:
     return any(_mentions_text(arg) for arg in get_args(annotation))
 
 
-_RULES = (_bases, _shared_categories, _tracking, _recipients, _usage, _transparency, _examples, _translations)
+_RULES = (
+    _bases,
+    _shared_categories,
+    _tracking,
+    _recipients,
+    _usage,
+    _transparency,
+    _examples,
+    _translations,
+)
