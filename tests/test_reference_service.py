@@ -2,8 +2,8 @@
 server with the seed policy: every purpose of the seed's §2 is enforced where Lumen uses
 the data, and troth denies what the policy, consent or the subject's limits forbid.
 
-Tests marked xfail pin what troth cannot enforce yet (see lumen's module docstring): they
-start passing, and so fail as strict xfails, once the vault can tell the activities apart.
+Lumen names the seed activity of every call, so troth applies that activity's basis even
+where other activities of the same purpose cover the same categories on another basis.
 """
 
 from __future__ import annotations
@@ -22,8 +22,6 @@ from conftest import ROOT, SEED, TROTH_BIN, running_server
 sys.path.insert(0, str(ROOT / "examples" / "seed-service" / "service"))
 
 from lumen import Denied, Lumen, TrothClient
-
-SHADOWED = "the vault picks the first consent-free activity of a purpose per category"
 
 
 @pytest.fixture(scope="module")
@@ -102,15 +100,19 @@ def test_analytics_is_denied_until_the_account_consents(lumen):
 
 def test_marketing_to_a_prospect_needs_consent_and_stops_on_withdrawal(lumen):
     prospect = f"prospect:{uuid.uuid4().hex}"
-    lumen.add_prospect(prospect, "prospect@example.org")
-    with pytest.raises(Denied, match=r"^consent:"):
-        lumen.send_marketing(prospect)
+    with pytest.raises(Denied) as denied:
+        lumen.add_prospect(prospect, "prospect@example.org")
+    assert denied.value.rule == "consent"
+    assert "email_marketing" in denied.value.reason
     receipt = lumen.troth.consent(prospect, {"email_marketing": "given"})
     assert receipt
+    lumen.add_prospect(prospect, "prospect@example.org")
     assert lumen.send_marketing(prospect).to == "prospect@example.org"
     lumen.troth.consent(prospect, {"email_marketing": "refused"})
-    with pytest.raises(Denied, match=r"^consent:"):
-        lumen.send_marketing(prospect)
+    with pytest.raises(Denied) as denied:
+        lumen.send_marketing(prospect)  # troth's own check: Lumen has none
+    assert denied.value.rule == "consent"
+    assert "email_marketing" in denied.value.reason
 
 
 def test_a_purpose_the_policy_does_not_declare_is_denied(lumen):
@@ -143,6 +145,7 @@ def test_a_restriction_stops_everything_but_legal_obligations(lumen, officer):
         lambda: lumen.record_usage(account, 1, 1),
         lambda: lumen.bill(account),
         lambda: lumen.check_threat(account, "laptop", "192.0.2.7"),
+        lambda: lumen.flag_abuse(account, 800.0),
         lambda: lumen.send_service_notice(account),
         lambda: lumen.send_product_news(account),
         lambda: lumen.record_feedback(account, "hello"),
@@ -154,32 +157,67 @@ def test_a_restriction_stops_everything_but_legal_obligations(lumen, officer):
     assert lumen.keep_records(account)["billing"] == '{"amount": "2.00"}'
 
 
-# --- what troth cannot enforce yet ---------------------------------------------------------
+# --- activities of one purpose on different bases ------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason=f"{SHADOWED}: fraud_and_abuse is security_obligations")
 def test_an_objection_to_prevent_harm_stops_abuse_detection(lumen, officer):
     account = customer(lumen)
-    lumen.flag_abuse(account, 800.0)
+    assert lumen.flag_abuse(account, 800.0)
     officer.limit(account, "objection", "prevent_harm", "by e-mail")
     lumen.record_usage(account, 1, 1)  # the contract goes on
-    with pytest.raises(Denied, match=r"^objection:"):
+    assert lumen.bill(account) == Decimal("0.51")
+    with pytest.raises(Denied) as denied:
         lumen.flag_abuse(account, 800.0)
+    assert denied.value.rule == "objection"
 
 
-@pytest.mark.xfail(strict=True, reason=f"{SHADOWED}: product news is service_communications")
+def test_a_restriction_stops_abuse_detection(lumen, officer):
+    account = customer(lumen)
+    assert not lumen.flag_abuse(account, 3.0)
+    officer.limit(account, "restriction", "prevent_harm", "accuracy contested")
+    with pytest.raises(Denied) as denied:
+        lumen.flag_abuse(account, 800.0)
+    assert denied.value.rule == "restriction"
+    lumen.record_usage(account, 1, 1)  # the restriction is scoped to prevent_harm
+
+
 def test_an_objection_to_communicate_stops_product_news(lumen, officer):
     account = customer(lumen)
     lumen.send_product_news(account)
     officer.limit(account, "objection", "communicate", "unsubscribe link")
     assert lumen.send_service_notice(account)  # the contract goes on
-    with pytest.raises(Denied, match=r"^objection:"):
+    with pytest.raises(Denied) as denied:
         lumen.send_product_news(account)
+    assert denied.value.rule == "objection"
 
 
-@pytest.mark.xfail(strict=True, reason=f"{SHADOWED}: marketing is service_communications")
-def test_the_vault_alone_withholds_a_prospects_address_without_consent(lumen):
+def test_the_vault_withholds_a_prospects_address_for_marketing_without_consent(lumen):
     prospect = f"prospect:{uuid.uuid4().hex}"
+    lumen.troth.consent(prospect, {"email_marketing": "given"})
     lumen.add_prospect(prospect, "prospect@example.org")
-    with pytest.raises(Denied, match=r"^consent:"):
-        lumen.troth.get(prospect, ["contact"], purpose="communicate")
+    lumen.troth.consent(prospect, {"email_marketing": "refused"})
+    with pytest.raises(Denied, match=r"^consent: consent not given: email_marketing$"):
+        lumen.troth.get(
+            prospect, ["contact"], purpose="communicate", activity="marketing_prospects"
+        )
+
+
+def test_a_call_that_names_no_activity_for_mixed_bases_is_ambiguous(lumen):
+    account = customer(lumen)
+    with pytest.raises(Denied) as denied:
+        lumen.troth.get(account, ["account", "contact"], purpose="communicate")
+    assert denied.value.rule == "ambiguous"
+    assert "name the activity" in denied.value.reason
+    with pytest.raises(Denied) as denied:
+        lumen.troth.put(account, "contact", "x@example.org", purpose="communicate")
+    assert denied.value.rule == "ambiguous"
+    # one basis among the covering activities: no activity needs to be named
+    assert lumen.troth.get(account, ["feedback"], purpose="develop_services") == {"feedback": None}
+
+
+def test_an_activity_outside_the_purpose_or_its_categories_is_refused(lumen):
+    account = customer(lumen)
+    with pytest.raises(Denied, match=r"^policy:"):
+        lumen.troth.get(account, ["contact"], purpose="communicate", activity="metered_plan")
+    with pytest.raises(Denied, match=r"^policy:"):
+        lumen.troth.get(account, ["device"], purpose="provide_service", activity="metered_plan")

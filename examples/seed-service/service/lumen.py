@@ -6,38 +6,41 @@ lives in troth's vault, and every read or write names the purpose it serves, so 
 policy in ``examples/seed-service/policy.yaml`` is enforced where the data is used.
 Consent is recorded and read through troth's consent API.
 
-Each method names its purpose; the seed activity it carries out (and its basis) is:
+Every vault call names its purpose *and* the seed activity it carries out, so troth applies
+that activity's legal basis: consent must be given for a consent-based activity, an
+objection stops a legitimate-interest activity, and a restriction stops everything but a
+legal obligation. The methods and their activities:
 
-* ``provide_service``: ``sign_up``, ``start_session``, ``record_usage``, ``bill``
-  (metered_plan, contract); ``check_threat`` (threat_protection, contract).
+* ``provide_service``: ``sign_up`` (the account), ``start_session`` (the plan),
+  ``record_usage``, ``bill`` (metered_plan, contract); ``check_threat`` and the device
+  that ``start_session`` records (threat_protection, contract).
 * ``prevent_harm``: ``flag_abuse`` (fraud_and_abuse, legitimate interest).
-* ``communicate``: ``send_service_notice`` (service_communications, contract);
-  ``send_product_news`` (product_news_customers, legitimate interest); ``add_prospect``,
-  ``send_marketing`` (marketing_prospects, consent ``email_marketing``).
+* ``communicate``: ``send_service_notice`` and the address ``sign_up`` stores
+  (service_communications, contract); ``send_product_news`` (product_news_customers,
+  legitimate interest); ``add_prospect``, ``send_marketing`` (marketing_prospects, consent
+  ``email_marketing``: record the prospect's consent before adding the address).
 * ``develop_services``: ``record_feedback`` (feedback_planning, legitimate interest).
 * ``analytics``: ``analyse_usage`` (usage_analytics, consent ``analytics``).
 * ``legal_compliance``: ``keep_records`` (record_keeping, legal obligation).
 
-What troth cannot tell apart
-----------------------------
-The vault decides on *purpose + categories*. For each category it picks the first
-activity of that purpose that needs no consent. A service cannot say which activity it is
-carrying out. In the seed, this hides three activities behind others:
+A call that names no activity still works where every activity of the purpose that covers
+the categories rests on the same basis. Where they differ (``communicate`` with
+``account`` or ``contact``, for example) troth refuses it as ``ambiguous``, because picking
+a basis for the caller would pick the most convenient one.
 
-* ``marketing_prospects`` (consent): ``contact`` for ``communicate`` is also covered by
-  ``service_communications`` (contract), so the vault releases a prospect's address
-  without consent. ``send_marketing`` therefore checks ``email_marketing`` through the
-  consent API itself before it reads the address. That guard is Lumen's code, not troth's.
-* ``product_news_customers`` (legitimate interest): ``account`` and ``contact`` are also
-  covered by ``service_communications``, so an objection to ``communicate`` does not stop
-  product news. A service cannot read limits, so Lumen cannot honour the objection either.
-* ``fraud_and_abuse`` (legitimate interest): ``security_obligations`` (legal obligation)
-  is declared first and covers all of its categories. So neither an objection to
-  ``prevent_harm`` nor a restriction stops ``flag_abuse``, and the audit log records the
-  processing as ``security_obligations``.
-
-The vault also ignores an activity's ``subjects`` (customer or prospect), and records
-``keep_records`` as ``comply_with_law`` (declared first; the same basis, so harmless).
+What troth does not check
+-------------------------
+* troth checks that the named activity belongs to the purpose and declares the
+  categories, not that it is the one the service really carries out. Naming the right one
+  is Lumen's job.
+* The vault ignores an activity's ``subjects`` (customer or prospect). Nothing stops a
+  service from reading a prospect's address as ``service_communications``, which needs
+  no consent.
+* The vault keeps one value per subject and category, not per purpose or activity. The
+  ``usage`` note that ``flag_abuse`` writes is the value ``analyse_usage`` reads, and the
+  ``contact`` stored for service notices is the one product news uses.
+* There is no atomic increment: ``record_usage`` reads the totals and writes them back,
+  so two concurrent calls for one account can lose an update.
 """
 
 from __future__ import annotations
@@ -47,19 +50,20 @@ import json
 import os
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any, Literal, Self
+from typing import Any, Literal, Self, TypedDict
 
 import httpx
 
 __all__ = ["PLANS", "Denied", "Email", "Lumen", "Plan", "TrothClient"]
 
-RULES = frozenset({"policy", "consent", "restriction", "objection"})
+RULES = frozenset({"policy", "consent", "restriction", "objection", "ambiguous"})
 BLOCKED = ipaddress.ip_network("203.0.113.0/24")  # addresses known to attack us (example)
 ABUSE_GB_PER_HOUR = 500.0
 
 
 class Denied(Exception):
-    """troth refused a purpose: ``rule`` is policy, consent, restriction or objection."""
+    """troth refused a purpose: ``rule`` is policy, consent, restriction, objection or
+    ambiguous (the call must name its activity)."""
 
     def __init__(self, rule: str, reason: str) -> None:
         super().__init__(f"{rule}: {reason}")
@@ -94,12 +98,31 @@ class TrothClient:
         response.raise_for_status()
         return response
 
-    def put(self, subject: str, category: str, value: str, *, purpose: str) -> None:
+    def put(
+        self,
+        subject: str,
+        category: str,
+        value: str,
+        *,
+        purpose: str,
+        activity: str | None = None,
+    ) -> None:
         body = {"subject": subject, "category": category, "value": value, "purpose": purpose}
+        if activity is not None:
+            body["activity"] = activity
         self._post("/api/vault/put", body)
 
-    def get(self, subject: str, categories: list[str], *, purpose: str) -> dict[str, str | None]:
-        body = {"subject": subject, "categories": categories, "purpose": purpose}
+    def get(
+        self,
+        subject: str,
+        categories: list[str],
+        *,
+        purpose: str,
+        activity: str | None = None,
+    ) -> dict[str, str | None]:
+        body: dict[str, Any] = {"subject": subject, "categories": categories, "purpose": purpose}
+        if activity is not None:
+            body["activity"] = activity
         values: dict[str, str | None] = self._post("/api/vault/get", body).json()["values"]
         return values
 
@@ -144,6 +167,24 @@ class Email:
     subject: str
 
 
+class Use(TypedDict):
+    """The purpose and the seed activity of one vault call."""
+
+    purpose: str
+    activity: str
+
+
+METERING = Use(purpose="provide_service", activity="metered_plan")
+THREATS = Use(purpose="provide_service", activity="threat_protection")
+ABUSE = Use(purpose="prevent_harm", activity="fraud_and_abuse")
+SERVICE_MAIL = Use(purpose="communicate", activity="service_communications")
+PRODUCT_NEWS = Use(purpose="communicate", activity="product_news_customers")
+MARKETING = Use(purpose="communicate", activity="marketing_prospects")
+FEEDBACK = Use(purpose="develop_services", activity="feedback_planning")
+ANALYTICS = Use(purpose="analytics", activity="usage_analytics")
+RECORDS = Use(purpose="legal_compliance", activity="record_keeping")
+
+
 @dataclass
 class Lumen:
     """The service. ``outbox`` stands in for the mail server."""
@@ -154,101 +195,99 @@ class Lumen:
     # --- provide_service: the metered plan and threat protection (contract) ---------------
 
     def sign_up(self, account: str, plan: str, email: str) -> None:
-        self.troth.put(account, "account", json.dumps({"plan": plan}), purpose="provide_service")
-        self.troth.put(account, "contact", email, purpose="communicate")
+        """metered_plan for the account and usage; service_communications for the address."""
+        self.troth.put(account, "account", json.dumps({"plan": plan}), **METERING)
+        self.troth.put(account, "contact", email, **SERVICE_MAIL)
         for category in ("bandwidth_usage", "service_time"):
-            self.troth.put(account, category, "0", purpose="provide_service")
+            self.troth.put(account, category, "0", **METERING)
 
     def start_session(self, account: str, device: str) -> str:
-        """Open a session on ``device``; returns the account's plan."""
-        values = self.troth.get(account, ["account"], purpose="provide_service")
-        self.troth.put(account, "device", device, purpose="provide_service")
+        """Open a session on ``device``; returns the account's plan (metered_plan). The
+        device is a threat signal (threat_protection): metered_plan does not use it."""
+        values = self.troth.get(account, ["account"], **METERING)
+        self.troth.put(account, "device", device, **THREATS)
         return str(json.loads(values["account"] or "{}")["plan"])
 
     def record_usage(self, account: str, gigabytes: float, minutes: int) -> None:
-        used = self.troth.get(
-            account, ["bandwidth_usage", "service_time"], purpose="provide_service"
-        )
+        """metered_plan. Not atomic: see the module docstring."""
+        used = self.troth.get(account, ["bandwidth_usage", "service_time"], **METERING)
         total_gb = Decimal(used["bandwidth_usage"] or "0") + Decimal(str(gigabytes))
         total_min = int(used["service_time"] or "0") + minutes
-        self.troth.put(account, "bandwidth_usage", str(total_gb), purpose="provide_service")
-        self.troth.put(account, "service_time", str(total_min), purpose="provide_service")
+        self.troth.put(account, "bandwidth_usage", str(total_gb), **METERING)
+        self.troth.put(account, "service_time", str(total_min), **METERING)
 
     def bill(self, account: str) -> Decimal:
-        """Charge the period's usage at the plan's prices and start a new period."""
-        purpose = "provide_service"
-        got = self.troth.get(
-            account, ["account", "bandwidth_usage", "service_time"], purpose=purpose
-        )
+        """Charge the period's usage at the plan's prices and start a new period
+        (metered_plan)."""
+        got = self.troth.get(account, ["account", "bandwidth_usage", "service_time"], **METERING)
         plan = PLANS[json.loads(got["account"] or "{}")["plan"]]
         amount = (
             Decimal(got["bandwidth_usage"] or "0") * plan.per_gigabyte
             + int(got["service_time"] or "0") * plan.per_minute
         ).quantize(Decimal("0.01"))
-        self.troth.put(account, "billing", json.dumps({"amount": str(amount)}), purpose=purpose)
+        self.troth.put(account, "billing", json.dumps({"amount": str(amount)}), **METERING)
         for category in ("bandwidth_usage", "service_time"):
-            self.troth.put(account, category, "0", purpose=purpose)
+            self.troth.put(account, category, "0", **METERING)
         return amount
 
     def check_threat(self, account: str, device: str, ip: str) -> bool:
-        """Record where a connection comes from; True (and a threat event) if it is blocked."""
-        self.troth.put(account, "device", device, purpose="provide_service")
-        self.troth.put(account, "ip_address", ip, purpose="provide_service")
+        """Record where a connection comes from; True (and a threat event) if it is blocked
+        (threat_protection)."""
+        self.troth.put(account, "device", device, **THREATS)
+        self.troth.put(account, "ip_address", ip, **THREATS)
         if ipaddress.ip_address(ip) not in BLOCKED:
             return False
-        seen = self.troth.get(account, ["threat_events"], purpose="provide_service")
+        seen = self.troth.get(account, ["threat_events"], **THREATS)
         events = [*json.loads(seen["threat_events"] or "[]"), f"blocked {ip}"]
-        self.troth.put(account, "threat_events", json.dumps(events), purpose="provide_service")
+        self.troth.put(account, "threat_events", json.dumps(events), **THREATS)
         return True
 
-    # --- prevent_harm: fraud and abuse (legitimate interest; see the module docstring) ----
+    # --- prevent_harm: fraud and abuse (legitimate interest) ------------------------------
 
     def flag_abuse(self, account: str, usage: float) -> bool:
-        """Flag ``usage`` gigabytes an hour as abuse above the fair-use limit."""
+        """Flag ``usage`` gigabytes an hour as abuse above the fair-use limit
+        (fraud_and_abuse: an objection to prevent_harm or a restriction stops it)."""
         flagged = usage > ABUSE_GB_PER_HOUR
         note = json.dumps({"gigabytes_per_hour": usage, "flagged": flagged})
-        self.troth.put(account, "usage", note, purpose="prevent_harm")
+        self.troth.put(account, "usage", note, **ABUSE)
         return flagged
 
     # --- communicate -----------------------------------------------------------------------
 
-    def _mail(self, who: str, text: str) -> Email:
-        values = self.troth.get(who, ["account", "contact"], purpose="communicate")
+    def _mail(self, who: str, text: str, categories: list[str], via: Use) -> Email:
+        values = self.troth.get(who, categories, **via)
         email = Email(str(values["contact"]), text)
         self.outbox.append(email)
         return email
 
     def send_service_notice(self, account: str) -> Email:
         """service_communications (contract)."""
-        return self._mail(account, "Changes to your plan")
+        return self._mail(account, "Changes to your plan", ["account", "contact"], SERVICE_MAIL)
 
     def send_product_news(self, account: str) -> Email:
-        """product_news_customers (legitimate interest). troth takes these categories as
-        service_communications, so an objection to 'communicate' does not stop this."""
-        return self._mail(account, "New in Lumen")
+        """product_news_customers (legitimate interest): an objection to communicate stops
+        it."""
+        return self._mail(account, "New in Lumen", ["account", "contact"], PRODUCT_NEWS)
 
     def add_prospect(self, prospect: str, email: str) -> None:
-        self.troth.put(prospect, "contact", email, purpose="communicate")
+        """marketing_prospects: troth refuses the address until the prospect consents to
+        email_marketing."""
+        self.troth.put(prospect, "contact", email, **MARKETING)
 
     def send_marketing(self, prospect: str) -> Email:
-        """marketing_prospects (consent email_marketing), checked here: see the docstring."""
-        if "email_marketing" not in self.troth.consents(prospect):
-            raise Denied("consent", "consent not given: email_marketing (checked by Lumen)")
-        values = self.troth.get(prospect, ["contact"], purpose="communicate")
-        email = Email(str(values["contact"]), "Try Lumen")
-        self.outbox.append(email)
-        return email
+        """marketing_prospects (consent email_marketing, checked by troth)."""
+        return self._mail(prospect, "Try Lumen", ["contact"], MARKETING)
 
     # --- develop_services, analytics, legal_compliance ------------------------------------
 
     def record_feedback(self, account: str, text: str) -> None:
         """feedback_planning (legitimate interest): an objection stops it."""
-        self.troth.put(account, "feedback", text, purpose="develop_services")
+        self.troth.put(account, "feedback", text, **FEEDBACK)
 
     def analyse_usage(self, account: str) -> dict[str, str | None]:
         """usage_analytics: needs the account's consent 'analytics'."""
-        return self.troth.get(account, ["usage", "device"], purpose="analytics")
+        return self.troth.get(account, ["usage", "device"], **ANALYTICS)
 
     def keep_records(self, account: str) -> dict[str, str | None]:
         """record_keeping (legal obligation): survives a restriction."""
-        return self.troth.get(account, ["account", "billing"], purpose="legal_compliance")
+        return self.troth.get(account, ["account", "billing"], **RECORDS)
