@@ -22,8 +22,8 @@ run: venv
 	$(BIN)/troth serve $(SEED) --host $(HOST) --port $(PORT)
 
 lint: venv
-	$(BIN)/ruff check src tests bench scripts
-	$(BIN)/ruff format --check src tests bench scripts
+	$(BIN)/ruff check src tests bench scripts examples
+	$(BIN)/ruff format --check src tests bench scripts examples
 	$(BIN)/mypy
 
 test: venv lint
