@@ -528,6 +528,81 @@ def keys_revoke(
     typer.echo(f"revoked API key {key_id}")
 
 
+# --- backup and restore (troth.store.backup) -------------------------------------------
+
+
+@app.command("backup")
+def backup_cmd(
+    out: Annotated[
+        Path | None,
+        typer.Argument(help="The archive to write (never overwritten)", show_default=False),
+    ] = None,
+    verify: Annotated[
+        Path | None,
+        typer.Option(
+            "--verify",
+            metavar="ARCHIVE",
+            help="Check ARCHIVE instead: exit 0 intact, 1 damaged or altered, 2 unreadable",
+            show_default=False,
+        ),
+    ] = None,
+    database_url: DatabaseOpt = None,
+) -> None:
+    """Write a signed backup archive of the database; safe while the server runs.
+    The keys (TROTH_KEYS_DIR) are never in it: back them up separately and securely."""
+    from troth.store.backup import backup, backup_public_key, verify_backup
+
+    settings = _settings(database_url)
+    if (out is None) == (verify is None):
+        typer.echo("give OUT to write a backup, or --verify ARCHIVE to check one", err=True)
+        raise typer.Exit(2)
+    if verify is not None:
+        if not verify.is_file():
+            typer.echo(f"{verify}: no such file", err=True)
+            raise typer.Exit(2)
+        try:
+            checked = verify_backup(verify, backup_public_key(settings))
+        except TrothError as exc:
+            raise _fail(exc, 1) from None
+        typer.echo(checked.summary())
+        return
+    assert out is not None
+    try:
+        info = backup(settings, out)
+    except TrothError as exc:
+        raise _fail(exc) from None
+    typer.echo(
+        f"wrote {out}: {info.engine} backup, schema {info.revision}, {info.dump_bytes} bytes, "
+        f"{info.audit_size} audit entries, signed by backup key {info.key_id}"
+    )
+    typer.echo(
+        f"the keys are not in the archive: back up {settings.keys_dir} separately and securely",
+        err=True,
+    )
+
+
+@app.command("restore")
+def restore_cmd(
+    archive: Annotated[
+        Path, typer.Argument(help="An archive written by `troth backup`", show_default=False)
+    ],
+    database_url: DatabaseOpt = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Replace a database that already holds data")
+    ] = False,
+) -> None:
+    """Restore a backup into the database, migrate it, and erase again every subject erased
+    since (TROTH_ERASURES). Stop the server first. Exit 0 restored, 2 refused or failed."""
+    from troth.store.backup import restore
+
+    try:
+        report = restore(_settings(database_url), archive, force=force)
+    except TrothError as exc:
+        raise _fail(exc) from None
+    for line in report.lines():
+        typer.echo(line)
+
+
 def main() -> None:
     try:
         app()

@@ -87,7 +87,7 @@ import sqlite3
 import subprocess
 import tarfile
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from io import BytesIO
@@ -227,28 +227,41 @@ class RestoreReport:
         out = [
             f"restored {self.archive} ({self.engine}, taken {self.taken_at}) into "
             f"{self.database}; schema at {self.revision}",
-            f"erasures replayed: {e.erased} of {e.listed} erased subjects were in the backup "
-            f"and were erased again ({e.values} values deleted, {e.keys} keys shredded)"
-            + (f"; {e.returned} came back after their erasure and were kept" if e.returned else ""),
+            f"erasures replayed: {e.erased} of {_n(e.listed, 'erased subject')} "
+            f"{'was' if e.listed == 1 else 'were'} still in the backup and erased again "
+            f"({_n(e.values, 'value')} deleted, {_n(e.keys, 'key')} shredded)"
+            + (
+                f"; {e.returned} had come back after their erasure and kept their new data"
+                if e.returned
+                else ""
+            ),
         ]
         if self.audit_problem:
             out.append(
-                f"WARNING: the restored audit log does not match the old signed heads: "
-                f"{self.audit_problem}"
+                "WARNING: the restored audit log does not match the old signed heads: "
+                + self.audit_problem
             )
         if self.audit_lost:
+            lost = (
+                f"entry {self.audit_restored} was"
+                if self.audit_lost == 1
+                else f"entries {self.audit_restored}..{self.audit_signed_before - 1} were"
+            )
             out.append(
                 f"the audit log was rolled back from {self.audit_signed_before} to "
-                f"{self.audit_restored} entries: entries {self.audit_restored}.."
-                f"{self.audit_signed_before - 1} were lost with the restore"
+                f"{self.audit_restored} entries: {lost} lost with the restore"
             )
         if self.heads_kept is not None:
             out.append(
                 f"the old signed heads were kept in {self.heads_kept}; a new heads file starts "
-                f"at this restore, recorded as entry {self.audit_restored} (backup.restored): "
-                "`troth audit verify` checks the restored log from here"
+                f"at this restore, recorded as audit entry {self.audit_restored} "
+                "(backup.restored): `troth audit verify` checks the restored log against it"
             )
         return out
+
+
+def _n(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
 # --- small helpers ----------------------------------------------------------------------
@@ -573,7 +586,7 @@ def _write_archive(out: Path, manifest: bytes, sig: bytes, dump: Path, taken: dt
 @contextlib.contextmanager
 def _archive(path: Path) -> Iterator[tuple[tarfile.TarFile, dict[str, tarfile.TarInfo]]]:
     try:
-        tar = tarfile.open(path, mode="r:")
+        tar = tarfile.open(path, mode="r:")  # noqa: SIM115 - closed below
     except FileNotFoundError:
         raise StoreError(f"{path}: no such file") from None
     except OSError as exc:
@@ -603,7 +616,9 @@ def _read_member(path: Path, tar: tarfile.TarFile, member: tarfile.TarInfo, limi
     try:
         data = fh.read()
     except (tarfile.TarError, EOFError, OSError):
-        raise StoreError(f"{path}: the archive is truncated ({member.name} is incomplete)") from None
+        raise StoreError(
+            f"{path}: the archive is truncated ({member.name} is incomplete)"
+        ) from None
     if len(data) != member.size:
         raise StoreError(f"{path}: the archive is truncated ({member.name} is incomplete)")
     return data
@@ -621,7 +636,9 @@ def _copy_checked(
             if sink is not None:
                 sink.write(chunk)
     except (tarfile.TarError, EOFError, OSError):
-        raise StoreError(f"{path}: the archive is truncated (the database dump is incomplete)") from None
+        raise StoreError(
+            f"{path}: the archive is truncated (the database dump is incomplete)"
+        ) from None
     if size != expected_bytes:
         raise StoreError(
             f"{path}: the archive is truncated (the dump has {size} of {expected_bytes} bytes)"
@@ -637,7 +654,9 @@ def _manifest(path: Path, raw: bytes) -> dict[str, Any]:
     try:
         data = json.loads(raw)
     except (ValueError, UnicodeDecodeError):
-        raise StoreError(f"{path}: the manifest is not valid JSON: the archive was altered") from None
+        raise StoreError(
+            f"{path}: the manifest is not valid JSON: the archive was altered"
+        ) from None
 
     def bad(what: str) -> StoreError:
         return StoreError(f"{path}: the manifest has no valid {what}: not a troth backup")
@@ -789,13 +808,12 @@ def replay_erasures(
     totals = {"erased": 0, "values": 0, "keys": 0, "returned": 0}
     for start in range(0, len(subjects), batch):
         chunk = subjects[start : start + batch]
-        created = dict(
-            conn.execute(
-                select(subject_keys.c.subject_hash, subject_keys.c.created_at).where(
-                    subject_keys.c.subject_hash.in_(chunk)
-                )
-            ).tuples()
-        )
+        rows = conn.execute(
+            select(subject_keys.c.subject_hash, subject_keys.c.created_at).where(
+                subject_keys.c.subject_hash.in_(chunk)
+            )
+        ).all()
+        created = {r.subject_hash: r.created_at for r in rows}
         returned = {h for h, at in created.items() if _utc(at) > erased[h]}
         targets = [h for h in chunk if h not in returned]
         if not targets:
@@ -836,6 +854,9 @@ class _Settled:
     lost: int
     problem: str
     rotate: bool
+
+
+_Settle = Callable[[Engine], _Settled]
 
 
 def _classify(report: VerifyReport, signed_before: int) -> tuple[int, str, bool]:
@@ -887,8 +908,9 @@ def _settle(
                         "heads_kept_sha256": heads_sha,
                     },
                 ),
-                AuditEvent("erasure.replayed", ACTOR, None, {"count": replay.erased,
-                                                             **replay.as_dict()}),
+                AuditEvent(
+                    "erasure.replayed", ACTOR, None, {"count": replay.erased, **replay.as_dict()}
+                ),
             ],
         )
         head = audit.take_head(conn)
@@ -945,7 +967,9 @@ def _sqlite_holds_data(path: Path) -> bool:
     try:
         conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=30)
         try:
-            tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+            tables = {
+                r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")
+            }
             for name in sorted(tables & set(metadata.tables)):
                 if name == "audit_state":
                     if conn.execute("SELECT 1 FROM audit_state WHERE size > 0").fetchone():
@@ -976,7 +1000,7 @@ def _remove(*paths: Path) -> None:
 
 
 def _restore_sqlite(
-    url: URL, archive: Path, info: BackupInfo, force: bool, settle: Any
+    url: URL, archive: Path, info: BackupInfo, force: bool, settle: _Settle
 ) -> _Settled:
     target = _sqlite_path(url)
     if not target.parent.is_dir():
@@ -988,7 +1012,7 @@ def _restore_sqlite(
     _sqlite_in_use(target)
     fd, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.restore-")
     os.close(fd)
-    scratch = Path(name)
+    scratch = Path(name).resolve()
     sidecars = [Path(f"{scratch}{s}") for s in ("-wal", "-shm", "-journal")]
     try:
         _check(archive, None, scratch)  # the hash is checked again on the bytes written
@@ -1016,7 +1040,7 @@ def _restore_sqlite(
 
 
 def _restore_postgres(
-    url: URL, archive: Path, info: BackupInfo, force: bool, settle: Any
+    url: URL, archive: Path, info: BackupInfo, force: bool, settle: _Settle
 ) -> _Settled:
     env = _pg_env(url)
     engine = _pg_engine(url)
@@ -1075,7 +1099,8 @@ def _restore_postgres(
 def restore(settings: Settings, archive: Path, *, force: bool = False) -> RestoreReport:
     """Restore ``archive`` into ``settings.database_url``, migrate it, and replay the
     erasures recorded in ``settings.erasures``; see the module docstring for what happens
-    to the audit log's signed heads. Stop the server first. Raises :class:`StoreError`."""
+    to the audit log's signed heads. Stop the server first. Raises :class:`StoreError`
+    (:class:`~troth.errors.AuditError` when the heads file cannot be read)."""
     from troth.web.services import open_keyring  # the web layer imports the store, not back
 
     secrets = Secrets(settings.keys_dir)
