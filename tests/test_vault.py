@@ -256,3 +256,16 @@ def test_a_named_activity_must_belong_to_the_purpose_and_use_the_category(world)
                 activity=activity,
             )
         assert denied.value.rule == "policy"
+
+
+def test_a_subject_who_returns_after_erasure_gets_a_new_key(world, engine):
+    s = someone()
+    world.vault.put(s, "account", "first life", purpose="provide_service")
+    world.vault.erase(s, actor="officer")
+    for _ in range(3):  # every pooled connection must have forgotten the shredded key
+        world.vault.put(s, "account", "second life", purpose="provide_service")
+        assert world.vault.get(s, ["account"], purpose="provide_service") == {
+            "account": "second life"
+        }
+    with engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(subject_keys)).scalar() == 1

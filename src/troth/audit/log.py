@@ -117,6 +117,8 @@ class AuditLog:
         self.key_id = key_id(self.public)
         self.heads_path = heads_path
         self._lock = threading.Lock()
+        self._fd: int | None = None
+        self._inode = 0
 
     # --- writing -----------------------------------------------------------------------
 
@@ -137,6 +139,7 @@ class AuditLog:
             pending = _Pending(Frontier.from_json(json.loads(row.frontier)), _now())
             conn.info[_PENDING] = pending
         seqs: list[int] = []
+        self.keyring.preload(conn, [e.subject_hash for e in events if e.subject_hash])
         for event in events:
             seq = pending.frontier.size
             seqs.append(seq)
@@ -191,13 +194,25 @@ class AuditLog:
     def _write_head(self, head: TreeHead) -> None:
         line = (json.dumps(head.as_dict(), sort_keys=True) + "\n").encode()
         with self._lock:
-            self.heads_path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            fd = os.open(self.heads_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-            try:
-                os.write(fd, line)
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+            if self._fd is None or not self._same_file():
+                self._open_heads()
+            assert self._fd is not None
+            os.write(self._fd, line)  # O_APPEND: whole lines, even from several processes
+            os.fsync(self._fd)
+
+    def _open_heads(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+        self.heads_path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self._fd = os.open(self.heads_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        self._inode = os.fstat(self._fd).st_ino
+
+    def _same_file(self) -> bool:
+        """False when the heads file was moved or replaced (e.g. by a restore)."""
+        try:
+            return os.stat(self.heads_path).st_ino == self._inode
+        except FileNotFoundError:
+            return False
 
     def recover(self, engine: Engine) -> TreeHead | None:
         """Sign entries that a crash left without a head (marked ``recovered``)."""

@@ -10,7 +10,7 @@ import datetime as dt
 import hashlib
 import hmac
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
@@ -24,8 +24,17 @@ from troth.store.tables import subject_keys
 
 __all__ = ["Keyring"]
 
+_CACHE = "troth_data_keys"
 _KEY_OF = select(subject_keys.c.kek_id, subject_keys.c.wrapped).where(
     subject_keys.c.subject_hash == bindparam("h")
+)
+_KEYS_OF = select(subject_keys.c.subject_hash, subject_keys.c.kek_id, subject_keys.c.wrapped).where(
+    subject_keys.c.subject_hash.in_(bindparam("hs", expanding=True))
+)
+_REWRAP = (
+    update(subject_keys)
+    .where(subject_keys.c.subject_hash == bindparam("h"))
+    .values(kek_id=bindparam("kek_id"), wrapped=bindparam("wrapped"))
 )
 
 
@@ -50,28 +59,57 @@ class Keyring:
         return kek.unwrap(wrapped, subject_hash.encode())
 
     def data_key(self, conn: Connection, subject_hash: str, *, create: bool) -> bytes | None:
+        """The subject's data key, created if asked; cached for the rest of the transaction."""
+        cache: dict[str, bytes] = conn.info.setdefault(_CACHE, {})
+        if subject_hash in cache:
+            return cache[subject_hash]
         row = conn.execute(_KEY_OF, {"h": subject_hash}).first()
         if row is not None:
-            return self._unwrap(row.kek_id, row.wrapped, subject_hash)
+            dek = self._unwrap(row.kek_id, row.wrapped, subject_hash)
+            cache[subject_hash] = dek
+            return dek
         if not create:
             return None
-        dek = os.urandom(32)
+        created = self._create(conn, [subject_hash])
+        if subject_hash in created:
+            cache[subject_hash] = created[subject_hash]
+            return created[subject_hash]
+        # another transaction created it at the same moment: use theirs
+        return self.data_key(conn, subject_hash, create=False)
+
+    def preload(self, conn: Connection, subject_hashes: Sequence[str]) -> None:
+        """Fetch (and create where missing) the keys of many subjects in a few statements."""
+        cache: dict[str, bytes] = conn.info.setdefault(_CACHE, {})
+        wanted = sorted({h for h in subject_hashes if h not in cache})
+        if not wanted:
+            return
+        for r in conn.execute(_KEYS_OF, {"hs": wanted}):
+            cache[r.subject_hash] = self._unwrap(r.kek_id, r.wrapped, r.subject_hash)
+        missing = [h for h in wanted if h not in cache]
+        if missing:
+            cache.update(self._create(conn, missing))
+
+    def _create(self, conn: Connection, subject_hashes: Sequence[str]) -> dict[str, bytes]:
+        now = dt.datetime.now(dt.UTC)
+        fresh = {h: os.urandom(32) for h in subject_hashes}
         insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
         won = conn.execute(
             insert(subject_keys)
             .values(
-                subject_hash=subject_hash,
-                kek_id=self.kek.id,
-                wrapped=self.kek.wrap(dek, subject_hash.encode()),
-                created_at=dt.datetime.now(dt.UTC),
+                [
+                    {
+                        "subject_hash": h,
+                        "kek_id": self.kek.id,
+                        "wrapped": self.kek.wrap(dek, h.encode()),
+                        "created_at": now,
+                    }
+                    for h, dek in fresh.items()
+                ]
             )
             .on_conflict_do_nothing(index_elements=["subject_hash"])
             .returning(subject_keys.c.subject_hash)
-        ).first()
-        if won is not None:
-            return dek
-        # another transaction created it at the same moment: use theirs
-        return self.data_key(conn, subject_hash, create=False)
+        ).all()
+        return {r.subject_hash: fresh[r.subject_hash] for r in won}
 
     def value_key(self, dek: bytes) -> bytes:
         return _derive(dek, b"troth vault value key")
@@ -85,6 +123,7 @@ class Keyring:
 
     def shred(self, conn: Connection, subject_hash: str) -> bool:
         """Destroy the subject's data key; returns whether there was one."""
+        conn.info.get(_CACHE, {}).pop(subject_hash, None)
         result = conn.execute(
             delete(subject_keys).where(subject_keys.c.subject_hash == subject_hash)
         )
@@ -102,14 +141,20 @@ class Keyring:
                     .where(subject_keys.c.kek_id != self.kek.id)
                     .limit(batch)
                 ).all()
-                for r in rows:
-                    dek = self._unwrap(r.kek_id, r.wrapped, r.subject_hash)
+                if rows:
                     conn.execute(
-                        update(subject_keys)
-                        .where(subject_keys.c.subject_hash == r.subject_hash)
-                        .values(
-                            kek_id=self.kek.id, wrapped=self.kek.wrap(dek, r.subject_hash.encode())
-                        )
+                        _REWRAP,
+                        [
+                            {
+                                "h": r.subject_hash,
+                                "kek_id": self.kek.id,
+                                "wrapped": self.kek.wrap(
+                                    self._unwrap(r.kek_id, r.wrapped, r.subject_hash),
+                                    r.subject_hash.encode(),
+                                ),
+                            }
+                            for r in rows
+                        ],
                     )
             done += len(rows)
             if len(rows) < batch:

@@ -26,6 +26,14 @@ def writing(engine: Engine) -> Engine:
     return engine.execution_options(troth_write=True)
 
 
+def _forget_transaction_state(conn: Any) -> None:
+    """``Connection.info`` outlives the transaction (it belongs to the pooled connection):
+    whatever troth keeps there for one transaction (pending audit rows, unwrapped data keys)
+    is dropped when the next one begins, so it can never leak into it."""
+    for key in [k for k in conn.info if isinstance(k, str) and k.startswith("troth_")]:
+        del conn.info[key]
+
+
 def make_engine(url: str, *, pool_size: int = 12, **kwargs: Any) -> Engine:
     """An engine for ``url``; SQLite gets WAL, full sync and a busy timeout on every connection.
 
@@ -48,6 +56,7 @@ def make_engine(url: str, *, pool_size: int = 12, **kwargs: Any) -> Engine:
 
         @event.listens_for(engine, "begin")
         def _begin(conn: Any) -> None:
+            _forget_transaction_state(conn)
             options = conn.get_execution_options()
             if options.get("troth_read"):
                 return  # a single SELECT is its own consistent snapshot
@@ -67,7 +76,7 @@ def make_engine(url: str, *, pool_size: int = 12, **kwargs: Any) -> Engine:
     if backend == "postgresql":
         if parsed.get_driver_name() not in ("psycopg", ""):
             raise StoreError("use the psycopg 3 driver: postgresql+psycopg://...")
-        return create_engine(
+        engine = create_engine(
             parsed.set(drivername="postgresql+psycopg"),
             # no pre-ping (a round trip per checkout): a dropped connection is invalidated
             # on first use and replaced; recycle keeps idle ones from going stale
@@ -76,4 +85,6 @@ def make_engine(url: str, *, pool_size: int = 12, **kwargs: Any) -> Engine:
             max_overflow=4,
             **kwargs,
         )
+        event.listen(engine, "begin", _forget_transaction_state)
+        return engine
     raise StoreError(f"unsupported database '{backend}': use sqlite:/// or postgresql+psycopg://")
