@@ -494,7 +494,7 @@ def main() -> int:
             f"spend ~{1_000_000 / r.heads_per_second:.0f} s on its heads alone"
         )
     print()
-    widths = [42, 9, 9, 6, 28, 5]
+    widths = [46, 9, 9, 6, 28, 5]
     head = ("measure", "troth", "baseline", "ratio", "goal", "met")
     print("| " + " | ".join(h.ljust(w) for h, w in zip(head, widths, strict=True)) + " |")
     print("|" + "|".join("-" * (w + 2) for w in widths) + "|")

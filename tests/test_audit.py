@@ -229,10 +229,14 @@ def test_frontier_root_equals_the_tree_root_at_every_size(data_items):
 
 def test_a_failed_transaction_leaves_nothing_for_the_next(engine, log):
     fill(engine, log, batches=1)
-    for _ in range(3):  # whichever pooled connection comes next
-        with pytest.raises(RuntimeError), writing(engine).begin() as conn:
+    def failing_action() -> None:
+        with writing(engine).begin() as conn:
             log.append(conn, [AuditEvent("consent.changed", "api", None, {"lost": True})])
             raise RuntimeError("the action failed after its audit entry was appended")
+
+    for _ in range(3):  # whichever pooled connection comes next
+        with pytest.raises(RuntimeError):
+            failing_action()
     log.record(engine, [AuditEvent("consent.changed", "api")])
     report = log.verify(engine)
     assert report.ok, report.problem
