@@ -229,6 +229,7 @@ def test_frontier_root_equals_the_tree_root_at_every_size(data_items):
 
 def test_a_failed_transaction_leaves_nothing_for_the_next(engine, log):
     fill(engine, log, batches=1)
+
     def failing_action() -> None:
         with writing(engine).begin() as conn:
             log.append(conn, [AuditEvent("consent.changed", "api", None, {"lost": True})])
