@@ -72,14 +72,16 @@ def test_contract_purpose_can_write_and_read(world):
 def test_consent_purpose_needs_consent(world):
     s = someone()
     with pytest.raises(PurposeDenied) as denied:
-        world.vault.put(s, "usage", "pages: /plans", purpose="analytics")
+        world.vault.put(
+            s, "usage", "pages: /plans", purpose="analytics", activity="usage_analytics"
+        )
     assert denied.value.rule == "consent"
     assert "analytics" in str(denied.value)
     world.ledger.record(ConsentChange(s, {"analytics": "given"}, "api", "en", "1.0.0"))
-    world.vault.put(s, "usage", "pages: /plans", purpose="analytics")
+    world.vault.put(s, "usage", "pages: /plans", purpose="analytics", activity="usage_analytics")
     world.ledger.record(ConsentChange(s, {"analytics": "refused"}, "api", "en", "1.0.0"))
     with pytest.raises(PurposeDenied, match="consent"):
-        world.vault.get(s, ["usage"], purpose="analytics")
+        world.vault.get(s, ["usage"], purpose="analytics", activity="usage_analytics")
 
 
 @pytest.mark.parametrize(

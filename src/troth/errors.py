@@ -12,6 +12,7 @@
     ├── KeyringError            a key that is missing, wrong or cannot open a data key
     ├── AuditError              an audit log that cannot be read or verified
     ├── AuthError               a user, password or API key that cannot be accepted
+    ├── TrackingError           a tracking hit, event or link that cannot be accepted
     └── PurposeDenied           application code asked for data the policy does not allow
 
 Entry points (CLI, web) catch ``TrothError`` and turn it into a clear message and a
@@ -36,6 +37,7 @@ __all__ = [
     "ReceiptError",
     "RenderError",
     "StoreError",
+    "TrackingError",
     "TrothError",
     "VocabularyError",
 ]
@@ -132,3 +134,7 @@ class PurposeDenied(TrothError):
 
 class AuthError(TrothError):
     """A user, password, role or API key that cannot be accepted (the message names the field)."""
+
+
+class TrackingError(TrothError):
+    """A tracking hit, event batch or link token that cannot be accepted (names the field)."""

@@ -294,7 +294,12 @@ class ConsentLedger:
     def effective(
         self, subject: str, jurisdiction: str | None = None, gpc: bool = False
     ) -> Effective:
-        subject_hash = self.hash(subject)
+        return self.effective_hashed(self.hash(subject), jurisdiction, gpc)
+
+    def effective_hashed(
+        self, subject_hash: str, jurisdiction: str | None = None, gpc: bool = False
+    ) -> Effective:
+        """Effective consent for a subject known only by its keyed hash (e-mail recipients)."""
         with self._reader.connect() as conn:
             rows = conn.execute(self._current_of, {"h": subject_hash}).all()
         return self.effective_from_rows(

@@ -191,6 +191,24 @@ def _tracking(policy: Policy) -> Iterator[Finding]:
                 f"'{tech.id}' is a {tech.category} technology, but none of its purposes "
                 f"({', '.join(tech.purposes)}) has an activity based on consent '{tech.category}'",
             )
+        if tech.without_consent == "aggregate" and not any(
+            _basis_kind(a.basis) != "consent" for a in acts
+        ):
+            yield Finding(
+                "error",
+                "T016",
+                (*loc, "without_consent"),
+                f"'{tech.id}' counts hits in aggregate without consent, but none of its "
+                "purposes has an activity whose basis needs no consent",
+            )
+        if tech.type in ("pixel", "web_beacon", "tracking_link", "sdk") and tech.retention is None:
+            yield Finding(
+                "warning",
+                "T017",
+                loc,
+                f"'{tech.id}' records hits but does not say how long they are kept "
+                "(add 'retention'; `troth purge` enforces it)",
+            )
         if tech.party == "third" and tech.vendor is None:
             yield Finding(
                 "error",

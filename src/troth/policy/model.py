@@ -191,6 +191,12 @@ class TrackingTechnology(_Model):
     platforms: list[Platform] = Field(default_factory=lambda: list[Platform](["web"]))
     purposes: list[Identifier] = Field(min_length=1)
     description: Text
+    # Without consent a hit is dropped, or counted only in aggregate (no identifier, no
+    # detail) where one of the technology's purposes has a basis that needs no consent.
+    without_consent: Literal["drop", "aggregate"] = "drop"
+    # best_effort: acknowledged before it is durable (pixels); durable: only once committed.
+    delivery: Literal["durable", "best_effort"] = "durable"
+    retention: DurationField | None = None
 
     @model_validator(mode="after")
     def _name_or_pattern(self) -> TrackingTechnology:

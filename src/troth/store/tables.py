@@ -29,6 +29,9 @@ __all__ = [
     "processing_limits",
     "sessions",
     "subject_keys",
+    "tracking_aggregates",
+    "tracking_events",
+    "tracking_salts",
     "users",
     "vault_values",
 ]
@@ -170,4 +173,40 @@ api_keys = Table(
     Column("label", String(200), nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("revoked_at", DateTime(timezone=True), nullable=True),
+)
+
+tracking_events = Table(
+    "tracking_events",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("tech_id", String(64), nullable=False),
+    Column("kind", String(16), nullable=False),  # view | open | click | event
+    Column("name", String(64), nullable=False),
+    Column("campaign", String(64), nullable=False),
+    Column("visitor", String(64), nullable=False),  # keyed hash: daily-salted or cookie id
+    Column("page", String(512), nullable=False),  # path only, never the query string
+    Column("ip_prefix", String(64), nullable=False),  # IPv4 /24, IPv6 /48
+    Column("props", JSON, nullable=False),
+    Column("day", Date, nullable=False),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Index("ix_tracking_events_tech_at", "tech_id", "at"),
+    Index("ix_tracking_events_day", "day", "campaign"),
+)
+
+tracking_aggregates = Table(
+    "tracking_aggregates",
+    metadata,
+    Column("day", Date, primary_key=True),
+    Column("tech_id", String(64), primary_key=True),
+    Column("kind", String(16), primary_key=True),
+    Column("campaign", String(64), primary_key=True),
+    Column("consent", String(16), primary_key=True),  # given | none
+    Column("count", BigInteger, nullable=False),
+)
+
+tracking_salts = Table(
+    "tracking_salts",
+    metadata,
+    Column("day", Date, primary_key=True),
+    Column("salt", LargeBinary, nullable=False),
 )

@@ -27,6 +27,8 @@ from troth.policy.loader import load_policy
 from troth.policy.model import Policy
 from troth.render.output import render_policy, render_table
 from troth.store.batch import BatchWriter
+from troth.tracking.recorder import Recorder
+from troth.tracking.tracker import Tracker
 from troth.web.admin import admin_router
 from troth.web.auth_deps import AuthProblem, auth_problem_handler
 from troth.web.consent_api import consent_router
@@ -56,13 +58,17 @@ def create_app(policy: Policy, settings: Settings | None = None) -> FastAPI:
     writer = BatchWriter(
         services.engine, finish=services.audit.take_head, after_commit=services.audit.publish
     )
+    recorder = Recorder(services.engine, writer)
+    tracker = Tracker(services.compiled, ledger, services.salts, services.links, recorder)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         # Request threads are bounded to what the connection pool can serve without churn.
         anyio.to_thread.current_default_thread_limiter().total_tokens = settings.threads
         writer.start()
+        recorder.start()
         yield
+        await recorder.stop()
         await writer.stop()
         services.engine.dispose()
 
@@ -238,4 +244,5 @@ def create_app(policy: Policy, settings: Settings | None = None) -> FastAPI:
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     app.add_middleware(SecurityHeaders, trust_forwarded_proto=settings.trust_proxy)
     app.state.services = services
+    app.state.tracker = tracker
     return app

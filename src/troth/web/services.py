@@ -20,6 +20,8 @@ from troth.policy.model import Policy
 from troth.store.engine import make_engine
 from troth.store.migrate import upgrade
 from troth.store.secrets import Secrets
+from troth.tracking.identity import DailySalts
+from troth.tracking.links import LinkSigner
 from troth.vault.vault import Vault
 
 __all__ = ["Services", "open_keyring"]
@@ -46,6 +48,8 @@ class Services:
     audit: AuditLog
     ledger: ConsentLedger
     vault: Vault
+    links: LinkSigner
+    salts: DailySalts
 
     @classmethod
     def open(cls, policy: Policy, settings: Settings) -> Services:
@@ -74,4 +78,16 @@ class Services:
             return {c for c, s in state.categories.items() if s.allowed}
 
         vault = Vault(engine, compiled, hasher, keyring, audit, consents, settings.erasures)
-        return cls(settings, policy, compiled, engine, history, keyring, audit, ledger, vault)
+        return cls(
+            settings,
+            policy,
+            compiled,
+            engine,
+            history,
+            keyring,
+            audit,
+            ledger,
+            vault,
+            LinkSigner(secrets.key("tracking-links")),
+            DailySalts(engine),
+        )
