@@ -603,6 +603,28 @@ def restore_cmd(
         typer.echo(line)
 
 
+@app.command("purge")
+def purge_cmd(
+    policy: PolicyArg,
+    database_url: DatabaseOpt = None,
+) -> None:
+    """Delete tracking data older than each technology's declared retention (audited).
+    `troth serve` also does this every hour."""
+    from troth.tracking.purge import purge
+
+    loaded = _load(policy)
+    settings = _settings(database_url)
+    try:
+        engine, log = _audit_log(settings)
+        deleted = purge(engine, loaded.policy, log)
+    except TrothError as exc:
+        raise _fail(exc) from None
+    if not deleted:
+        typer.echo("nothing past its retention")
+    for tech, count in sorted(deleted.items()):
+        typer.echo(f"{tech}: deleted {count} rows past its retention")
+
+
 def main() -> None:
     try:
         app()

@@ -90,6 +90,14 @@ def banner_config(
         },
         "categories": categories,
         "consentMode": {k: v for k, v in mapping.items() if v},
+        "events": {
+            "url": "/t/e",
+            "techs": {
+                x.id: x.category
+                for x in policy.tracking
+                if x.type in ("web_beacon", "sdk", "pixel") and "web" in x.platforms
+            },
+        },
         "texts": {
             "title": _("Your privacy choices"),
             "body": _(

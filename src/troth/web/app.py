@@ -4,6 +4,8 @@ read."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import json
 import os
@@ -27,6 +29,7 @@ from troth.policy.loader import load_policy
 from troth.policy.model import Policy
 from troth.render.output import render_policy, render_table
 from troth.store.batch import BatchWriter
+from troth.tracking.purge import purge
 from troth.tracking.recorder import Recorder
 from troth.tracking.tracker import Tracker
 from troth.web.admin import admin_router
@@ -44,6 +47,20 @@ _HTML = "text/html; charset=utf-8"
 _PIXEL = bytes.fromhex(
     "47494638396101000100800000000000ffffff21f90401000000002c000000000100010000020144003b"
 )
+
+
+async def _purge_hourly(services: Services) -> None:
+    """Retention inside `troth serve`: purge at start, then every hour (audited)."""
+    while True:
+        try:
+            await anyio.to_thread.run_sync(
+                lambda: purge(services.engine, services.policy, services.audit)
+            )
+        except Exception as exc:  # a failed purge is retried next hour, and said
+            print(
+                f"troth: purge failed ({type(exc).__name__}); retrying in an hour", file=sys.stderr
+            )
+        await asyncio.sleep(3600)
 
 
 def create_app_from_env() -> FastAPI:
@@ -67,7 +84,11 @@ def create_app(policy: Policy, settings: Settings | None = None) -> FastAPI:
         anyio.to_thread.current_default_thread_limiter().total_tokens = settings.threads
         writer.start()
         recorder.start()
+        purging = asyncio.get_running_loop().create_task(_purge_hourly(services))
         yield
+        purging.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await purging
         await recorder.stop()
         await writer.stop()
         services.engine.dispose()

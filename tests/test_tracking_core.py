@@ -1,0 +1,172 @@
+"""Tracking core: signed links, what a hit may keep, batched writes, retention, reports."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import os
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from sqlalchemy import func, select
+
+from troth.audit.log import AuditLog
+from troth.errors import TrackingError
+from troth.keyring.kek import LocalKEK
+from troth.keyring.keys import Keyring
+from troth.policy.lint import lint
+from troth.store.batch import BatchWriter
+from troth.store.engine import make_engine
+from troth.store.migrate import upgrade
+from troth.store.tables import audit_entries, tracking_aggregates, tracking_events, tracking_salts
+from troth.tracking.decide import decide_hit
+from troth.tracking.identity import DailySalts, truncate_ip
+from troth.tracking.links import LinkSigner
+from troth.tracking.purge import purge
+from troth.tracking.recorder import Hit, Recorder
+from troth.tracking.stats import stats
+
+
+@pytest.fixture
+def engine(db_url):
+    eng = make_engine(db_url)
+    upgrade(eng)
+    yield eng
+    eng.dispose()
+
+
+def tech(seed, tid):
+    return next(t for t in seed.policy.tracking if t.id == tid)
+
+
+def test_links_round_trip_and_refuse_tampering():
+    signer = LinkSigner(b"k" * 32)
+    token = signer.sign("https://example.net/plans?x=1", tech="email_click_link", campaign="nov")
+    claims = signer.verify(token)
+    assert claims.url == "https://example.net/plans?x=1"
+    assert claims.campaign == "nov"
+    body, mac = token.split(".")
+    for bad in (
+        body[:-1] + ("A" if body[-1] != "A" else "B") + "." + mac,
+        body + "." + mac[::-1],
+        body,
+        "",
+        "a.b.c",
+    ):
+        with pytest.raises(TrackingError):
+            signer.verify(bad)
+    with pytest.raises(TrackingError, match="altered"):
+        LinkSigner(b"o" * 32).verify(token)
+    with pytest.raises(TrackingError, match="expired"):
+        signer.verify(signer.sign("https://example.net/", tech="t", campaign="c", ttl=-1))
+    for url in ("javascript:alert(1)", "//evil.example/", "/relative", "ftp://x.example/"):
+        with pytest.raises(TrackingError, match="only http"):
+            signer.sign(url, tech="t", campaign="c")
+
+
+@pytest.mark.parametrize(
+    ("ip", "kept"),
+    [
+        ("203.0.113.77", "203.0.113.0/24"),
+        ("2001:db8:85a3:8d3:1319:8a2e:370:7348", "2001:db8:85a3::/48"),
+        ("::ffff:198.51.100.9", "198.51.100.0/24"),
+        ("not an ip", "unknown"),
+    ],
+)
+def test_ips_are_truncated(ip, kept):
+    assert truncate_ip(ip) == kept
+
+
+def test_hit_decisions(seed):
+    page, ads = tech(seed, "page_pixel"), tech(seed, "ad_pixel")
+    required = {"necessary", "security"}
+    assert decide_hit(page, {"analytics"}, required=required).outcome == "full"
+    assert decide_hit(page, set(), required=required).outcome == "aggregate"
+    assert decide_hit(page, {"analytics"}, required=required, dnt=True).outcome == "aggregate"
+    assert decide_hit(ads, set(), required=required).outcome == "drop"
+    assert decide_hit(ads, {"advertising"}, required=required).outcome == "full"
+
+
+def test_daily_salts_unlink_days_and_are_forgotten(engine):
+    salts = DailySalts(engine)
+    today, tomorrow = dt.date(2026, 11, 29), dt.date(2026, 11, 30)
+    a = salts.visitor(today, "203.0.113.0/24", "Firefox")
+    assert a == DailySalts(engine).visitor(today, "203.0.113.0/24", "Firefox")  # another worker
+    assert a != salts.visitor(today, "203.0.113.0/24", "Chrome")
+    assert a != salts.visitor(tomorrow, "203.0.113.0/24", "Firefox")
+    with engine.connect() as conn:
+        days = [r.day for r in conn.execute(select(tracking_salts.c.day))]
+    assert days == [tomorrow]
+
+
+def audit_log(tmp_path):
+    return AuditLog(
+        Keyring(LocalKEK(os.urandom(32))), Ed25519PrivateKey.generate(), tmp_path / "heads.jsonl"
+    )
+
+
+def test_recorder_writes_events_and_counts_and_purge_enforces_retention(engine, seed, tmp_path):
+    now = dt.datetime(2026, 11, 29, 12, tzinfo=dt.UTC)
+    old = now - dt.timedelta(days=500)
+    log = audit_log(tmp_path)
+
+    async def run():
+        writer = BatchWriter(engine, finish=log.take_head, after_commit=log.publish)
+        writer.start()
+        recorder = Recorder(engine, writer, flush_every=0.05)
+        recorder.start()
+        try:
+            await recorder.durable(
+                [
+                    Hit(
+                        "analytics_sdk",
+                        "event",
+                        True,
+                        now,
+                        name="signup",
+                        visitor="c:1",
+                        ip_prefix="203.0.113.0/24",
+                    ),
+                    Hit("page_pixel", "view", False, now, campaign="nov"),
+                ]
+            )
+            recorder.best_effort([Hit("page_pixel", "view", True, old, campaign="nov", page="/")])
+            recorder.best_effort([Hit("page_pixel", "view", False, now, campaign="nov")])
+        finally:
+            await recorder.stop()
+            await writer.stop()
+
+    asyncio.run(run())
+    with engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(tracking_events)).scalar() == 2
+        counts = {
+            (r.tech_id, r.day, r.consent): r.count
+            for r in conn.execute(select(tracking_aggregates))
+        }
+    assert counts[("page_pixel", now.date(), "none")] == 2
+    assert counts[("page_pixel", old.date(), "given")] == 1
+    assert counts[("analytics_sdk", now.date(), "given")] == 1
+    rows = stats(engine, now.date() - dt.timedelta(days=1), now.date())
+    assert {(r["kind"], r["consent"], r["count"]) for r in rows} == {
+        ("event", "given", 1),
+        ("view", "none", 2),
+    }
+
+    deleted = purge(engine, seed.policy, log, now=now)
+    assert deleted == {"page_pixel": 2}  # the old event and the old count; P13M retention
+    with engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(tracking_events)).scalar() == 1
+        actions = [r.action for r in conn.execute(select(audit_entries.c.action))]
+    assert actions[-1] == "tracking.purged"
+    assert log.verify(engine).ok
+
+
+def test_lint_requires_a_basis_for_aggregate_counting_and_a_retention(minimal_variant):
+    def edit(d):
+        d["tracking"].append(
+            {"id": "px", "type": "pixel", "name": "px", "party": "first", "category": "analytics",
+             "purposes": ["analytics"], "description": "A pixel.", "without_consent": "aggregate"}
+        )  # fmt: skip
+
+    codes = {f.code for f in lint(minimal_variant(edit))}
+    assert {"T016", "T017"} <= codes
