@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from conftest import ROOT, SEED
+from conftest import SEED
 
 TROTH = str(Path(sys.executable).with_name("troth"))
 
@@ -29,12 +29,17 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     port = free_port()
     work = tmp_path_factory.mktemp("serve")
     log = work / "serve.log"
-    env = {**os.environ, "TROTH_KEYS_DIR": str(work / "keys")}
+    env = {
+        **os.environ,
+        "TROTH_KEYS_DIR": str(work / "keys"),
+        "TROTH_AUDIT_HEADS": str(work / "audit" / "heads.jsonl"),
+        "TROTH_ERASURES": str(work / "audit" / "erasures.jsonl"),
+    }
     with log.open("wb") as out:
         proc = subprocess.Popen(
             [TROTH, "serve", str(SEED), "--port", str(port),
              "--database-url", f"sqlite:///{work / 'troth.db'}"],
-            cwd=ROOT,
+            cwd=work,
             stdout=out,
             stderr=subprocess.STDOUT,
             env=env,

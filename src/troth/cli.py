@@ -625,6 +625,83 @@ def purge_cmd(
         typer.echo(f"{tech}: deleted {count} rows past its retention")
 
 
+mail_app = typer.Typer(
+    help="Outgoing e-mail, tagged by each recipient's consent.", no_args_is_help=True
+)
+app.add_typer(mail_app, name="mail")
+
+
+@mail_app.command("tag")
+def mail_tag(
+    html_file: Annotated[
+        Path, typer.Argument(help="The e-mail's HTML (UTF-8, up to 512 KiB)", show_default=False)
+    ],
+    policy: Annotated[Path, typer.Option(help="Path to policy.yaml", show_default=False)],
+    recipient: Annotated[
+        str, typer.Option(help="The recipient's subject reference", show_default=False)
+    ],
+    campaign: Annotated[
+        str, typer.Option(help="Campaign id: a-z, 0-9, '_' or '-'", show_default=False)
+    ],
+    base_url: Annotated[
+        str | None,
+        typer.Option(help="Public address of troth's /t/ endpoints; default: the policy's url"),
+    ] = None,
+    jurisdiction: Annotated[
+        str | None, typer.Option(help="The recipient's jurisdiction; default: the policy's")
+    ] = None,
+    database_url: DatabaseOpt = None,
+) -> None:
+    """Write HTML_FILE to stdout as it may go to one recipient: open pixel and tracking links
+    only if their consent allows them, else clean links. Exit 2 on bad input."""
+    from troth.tracking.mail import MAX_HTML_BYTES, tag_email
+    from troth.web.mail_api import allowed_categories
+    from troth.web.services import Services
+
+    loaded = _load(policy)
+    try:
+        with html_file.open("rb") as f:
+            data = f.read(MAX_HTML_BYTES + 1)
+    except OSError as exc:
+        typer.echo(f"{html_file}: cannot read: {exc.strerror or exc}", err=True)
+        raise typer.Exit(2) from None
+    if len(data) > MAX_HTML_BYTES:
+        typer.echo(f"{html_file}: over {MAX_HTML_BYTES} bytes (512 KiB)", err=True)
+        raise typer.Exit(2)
+    try:
+        html = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        typer.echo(f"{html_file}: not UTF-8 (byte {exc.start})", err=True)
+        raise typer.Exit(2) from None
+    base = base_url or loaded.policy.url
+    if base is None:
+        typer.echo("--base-url: required, the policy declares no url", err=True)
+        raise typer.Exit(2)
+    try:
+        services = Services.open(loaded.policy, _settings(database_url))
+        try:
+            tagged = tag_email(
+                html,
+                recipient=recipient,
+                campaign=campaign,
+                base_url=str(base),
+                allowed=allowed_categories(services, recipient, jurisdiction),
+                links=services.links,
+                policy=loaded.policy,
+                hash_subject=services.ledger.hash,
+                jurisdiction=jurisdiction,
+            )
+        finally:
+            services.engine.dispose()
+    except TrothError as exc:
+        raise _fail(exc) from None
+    sys.stdout.buffer.write(tagged.html.encode("utf-8"))
+    sys.stdout.flush()
+    what = "tracked" if tagged.tracked else "clean links"
+    pixel = ", open pixel" if tagged.pixel else ""
+    typer.echo(f"{what}: {_count(tagged.links_rewritten, 'link')} rewritten{pixel}", err=True)
+
+
 def main() -> None:
     try:
         app()

@@ -35,6 +35,7 @@ from troth.tracking.tracker import Tracker
 from troth.web.admin import admin_router
 from troth.web.auth_deps import AuthProblem, auth_problem_handler
 from troth.web.consent_api import consent_router
+from troth.web.mail_api import mail_router
 from troth.web.pages import PageRenderer
 from troth.web.problems import BodyLimit, RateLimiter, problem
 from troth.web.security import SecurityHeaders
@@ -232,6 +233,7 @@ def create_app(policy: Policy, settings: Settings | None = None) -> FastAPI:
     app.include_router(consent_router(ledger, writer, RateLimiter(settings.write_rate_per_minute)))
     app.include_router(admin_router(trust_forwarded_proto=settings.trust_proxy))
     app.include_router(vault_router(services))
+    app.include_router(mail_router())
     app.add_exception_handler(AuthProblem, auth_problem_handler)
 
     @app.exception_handler(StarletteHTTPException)
