@@ -202,3 +202,26 @@ def running_server(
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
+
+
+# --- engines opened by apps built in-process are disposed after each test ------------------
+
+import troth.web.services as _services  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _dispose_app_engines(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Apps built with create_app() outside a server open pooled connections; close them
+    when the test ends, instead of leaving them to the garbage collector."""
+    opened = []
+    real = _services.make_engine
+
+    def tracking_make_engine(*args: Any, **kwargs: Any) -> Any:
+        engine = real(*args, **kwargs)
+        opened.append(engine)
+        return engine
+
+    monkeypatch.setattr(_services, "make_engine", tracking_make_engine)
+    yield
+    for engine in opened:
+        engine.dispose()

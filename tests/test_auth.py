@@ -342,7 +342,13 @@ RULES: list[tuple[str, str, str]] = [
     ("POST", "/admin/logout", SIGNED_IN),
     ("GET", "/admin", "admin.view"),
     ("GET", "/admin/users", "admin.users"),
+    ("GET", "/admin/analytics", "consent.report"),
+    ("GET", "/api/stats", "consent.report"),
     ("POST", "/admin/audit/verify", "audit.read"),
+    ("GET", "/t/p/*", PUBLIC),  # tracking pixel
+    ("POST", "/t/e", PUBLIC),  # tracking events
+    ("GET", "/t/l/*", PUBLIC),  # tracking links
+    ("POST", "/api/mail/tag", "vault.use"),
     ("POST", "/api/vault/put", "vault.use"),
     ("POST", "/api/vault/get", "vault.use"),
     ("POST", "/api/vault/limits*", "consent.manage"),

@@ -95,6 +95,14 @@ def make_config() -> dict[str, Any]:
             "error": "Your choice could not be saved; please try again.",
         },
         "links": {"policy": "/privacy", "preferences": "/privacy/preferences"},
+        "events": {
+            "url": "/t/e",
+            "techs": {
+                "analytics_sdk": "analytics",
+                "ad_pixel": "advertising",
+                "session_beacon": "necessary",
+            },
+        },
     }
 
 
@@ -116,6 +124,8 @@ class Harness(ThreadingHTTPServer):
     def reset(self) -> None:
         self.config = make_config()
         self.posts: list[dict[str, Any]] = []
+        self.tracked: list[dict[str, Any]] = []
+        self.tracked_types: list[str] = []
         self.hits: list[str] = []
         self.fail = False
 
@@ -163,6 +173,11 @@ class Handler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        if self.path == "/t/e":
+            self.server.tracked_types.append(self.headers.get("Content-Type", ""))
+            self.server.tracked.append(json.loads(body))
+            self.send(202, "application/json", b"{}")
+            return
         if self.path != "/api/consent":
             self.send(404, "text/plain", b"not found")
             return
@@ -514,8 +529,10 @@ def test_api_on_and_set(open_page: Opener, server: Harness) -> None:
     assert page.evaluate("calls") == 0
     page.evaluate("troth.on('necessary', () => calls += 10)")
     assert page.evaluate("calls") == 10
-    page.evaluate("troth.set({analytics: true}, 'preference_centre')")
-    page.evaluate("troth.set({analytics: 'given', advertising: 'refused'})")
+    with page.expect_response("**/api/consent"):
+        page.evaluate("troth.set({analytics: true}, 'preference_centre')")
+    with page.expect_response("**/api/consent"):  # both answered: no race on server.posts
+        page.evaluate("troth.set({analytics: 'given', advertising: 'refused'})")
     assert page.evaluate("calls") == 11
     assert page.locator("#troth-banner").count() == 0
     page.wait_for_function("troth.lastReceipt !== null")
@@ -551,3 +568,159 @@ def test_axe_finds_no_violations(open_page: Opener, dark: bool) -> None:
     prefs = open_page("/preferences.html", dark=dark)
     prefs.add_script_tag(content=source)
     assert prefs.evaluate(check) == []
+
+
+# --- troth.track: events queued until consent, dropped when refused ---------------------------
+
+NO_TIMER = "window.setTimeout = () => 0"  # batches then leave only when full or on page hide
+
+
+def track(page: Any, tech: str, name: str, props: dict[str, Any] | None = None) -> None:
+    page.evaluate("([t, n, p]) => troth.track(t, n, p)", [tech, name, props or {}])
+
+
+def tracked(page: Any, server: Harness, count: int) -> list[dict[str, Any]]:
+    """Wait (at most 5 s) until `count` event batches have reached /t/e; return them all."""
+    for _ in range(200):
+        if len(server.tracked) >= count:
+            break
+        page.wait_for_timeout(25)
+    assert len(server.tracked) >= count, server.tracked
+    return server.tracked
+
+
+def names(batches: list[dict[str, Any]]) -> list[str]:
+    return [e["name"] for b in batches for e in b["events"]]
+
+
+def test_track_queues_until_accept_all(open_page: Opener, server: Harness) -> None:
+    page = open_page()
+    vid = page.evaluate("troth.visitor()")
+    track(page, "analytics_sdk", "x", {"plan": "pro", "n": 2})
+    track(page, "ad_pixel", "y")
+    # a required category is allowed at once; its batch (1 s) carries only itself, no visitor
+    track(page, "session_beacon", "ping")
+    assert tracked(page, server, 1) == [
+        {
+            "events": [
+                {"tech": "session_beacon", "name": "ping", "campaign": "", "page": "/", "props": {}}
+            ],
+            "jurisdiction": "eu",
+        }
+    ]
+    assert server.tracked_types == ["application/json"]
+    choose(page, button("Accept all"))
+    batches = tracked(page, server, 2)
+    assert batches[1] == {
+        "events": [
+            {
+                "tech": "analytics_sdk",
+                "name": "x",
+                "campaign": "",
+                "page": "/",
+                "props": {"plan": "pro", "n": 2},
+            },
+            {"tech": "ad_pixel", "name": "y", "campaign": "", "page": "/", "props": {}},
+        ],
+        "visitor": vid,
+        "jurisdiction": "eu",
+    }
+    # allowed now: sent; the queue is empty, so x and y are never sent again
+    track(page, "analytics_sdk", "after")
+    assert names(tracked(page, server, 3)) == ["ping", "x", "y", "after"]
+    assert len(server.tracked) == 3
+
+
+def test_reject_all_drops_queued_and_later_events(open_page: Opener, server: Harness) -> None:
+    page = open_page()
+    track(page, "analytics_sdk", "x")
+    track(page, "ad_pixel", "y")
+    choose(page, button("Reject all"))
+    track(page, "analytics_sdk", "z")
+    track(page, "session_beacon", "ping")
+    batches = tracked(page, server, 1)
+    assert names(batches) == ["ping"]
+    assert batches[0]["visitor"] == page.evaluate("troth.visitor()")
+    page.reload()
+    page.evaluate(
+        "troth.track('analytics_sdk', 'z', {}); troth.track('session_beacon', 'pong', {})"
+    )
+    assert names(tracked(page, server, 2)) == ["ping", "pong"]
+    assert len(server.tracked) == 2
+
+
+def test_track_batches_and_flushes_on_page_hide(open_page: Opener, server: Harness) -> None:
+    page = open_page()
+    choose(page, button("Accept all"))
+    page.evaluate(NO_TIMER)
+    requests: list[str] = []
+    page.on("request", lambda r: requests.extend([r.resource_type] if "/t/e" in r.url else []))
+    for i in range(9):
+        track(page, "analytics_sdk", f"e{i}")
+    track(page, "session_beacon", "e9")  # the tenth: the batch leaves at once
+    assert [len(b["events"]) for b in tracked(page, server, 1)] == [10]
+    track(page, "analytics_sdk", "hidden")
+    page.evaluate(
+        "Object.defineProperty(document, 'visibilityState', {value: 'hidden', configurable: true});"
+        "document.dispatchEvent(new Event('visibilitychange'))"
+    )
+    assert names(tracked(page, server, 2)[1:]) == ["hidden"]
+    page.evaluate("delete document.visibilityState")
+    # a withdrawal drops what is still pending in the batch
+    track(page, "ad_pixel", "withdrawn")
+    with page.expect_response("**/api/consent"):
+        page.evaluate("troth.set({advertising: false})")
+    track(page, "analytics_sdk", "left")
+    page.goto(server.url + "/preferences.html")  # pagehide
+    assert names(tracked(page, server, 3)[2:]) == ["left"]
+    assert server.tracked[2]["visitor"] == server.posts[0]["subject"]
+    assert server.tracked_types == ["application/json"] * 3
+    assert requests[:2] == ["fetch", "ping"]  # a full batch by fetch, on hide by sendBeacon
+    assert len(server.tracked) == 3
+
+
+def test_track_queue_keeps_the_latest_fifty(open_page: Opener, server: Harness) -> None:
+    page = open_page()
+    page.evaluate("for (let i = 0; i < 60; i++) troth.track('analytics_sdk', 'e' + i, {i})")
+    page.evaluate(NO_TIMER)
+    choose(page, button("Accept all"))
+    batches = tracked(page, server, 5)
+    assert [len(b["events"]) for b in batches] == [10] * 5
+    # five fetches in flight at once may arrive in any order
+    batches.sort(key=lambda b: b["events"][0]["props"]["i"])
+    assert names(batches) == [f"e{i}" for i in range(10, 60)]
+
+
+def test_track_gpc_unknown_and_bad_names(open_page: Opener, server: Harness) -> None:
+    server.config["jurisdiction"].update(gpc=True, gpcRefuses=["advertising"])
+    page = open_page(gpc=True)
+    warnings: list[str] = []
+    page.on("console", lambda m: warnings.extend([m.text] if m.type == "warning" else []))
+    track(page, "ad_pixel", "gpc")  # refused by GPC: dropped, not queued
+    track(page, "analytics_sdk", "queued")
+    track(page, "nope", "x")
+    track(page, "nope", "y")
+    track(page, "analytics_sdk", "Bad-Name")
+    page.evaluate("troth.track('analytics_sdk', '" + "a" * 65 + "', {})")
+    choose(page, button("Accept all"))
+    track(page, "ad_pixel", "gpc2")
+    assert names(tracked(page, server, 1)) == ["queued"]
+    assert warnings == [
+        "troth: unknown tracking technology nope",
+        "troth: bad event name Bad-Name",
+        "troth: bad event name " + "a" * 65,
+    ]
+    assert len(server.tracked) == 1
+
+
+def test_track_opt_out_sends_until_refused(open_page: Opener, server: Harness) -> None:
+    server.config["jurisdiction"].update(id="us-ca", model="opt_out")
+    page = open_page()
+    track(page, "ad_pixel", "undecided")
+    batches = tracked(page, server, 1)
+    assert names(batches) == ["undecided"]
+    assert "visitor" not in batches[0]
+    assert batches[0]["jurisdiction"] == "us-ca"
+    choose(page, button("Reject all"))
+    page.evaluate("troth.track('ad_pixel', 'refused', {}); troth.track('session_beacon', 's', {})")
+    assert names(tracked(page, server, 2)) == ["undecided", "s"]

@@ -84,6 +84,7 @@ def test_consent_purpose_is_denied_without_consent(site):
             "category": "usage",
             "value": "/plans",
             "purpose": "analytics",
+            "activity": "usage_analytics",
         },
         headers=auth(keys["service"]),
     )

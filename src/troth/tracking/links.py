@@ -46,7 +46,7 @@ class LinkSigner:
         return f"{body}.{self._mac(body)}"
 
     def verify(self, token: str) -> LinkClaims:
-        if len(token) > MAX_TOKEN or token.count(".") != 1:
+        if len(token) > MAX_TOKEN or not token.isascii() or token.count(".") != 1:
             raise TrackingError("token: not a tracking link")
         body, mac = token.split(".")
         if not hmac.compare_digest(mac, self._mac(body)):

@@ -119,7 +119,12 @@ class Recorder:
         hits = list(self._buffer)
         self._buffer.clear()
         if hits:
-            await self.writer.submit(lambda conn: self.write(conn, hits))
+            try:
+                await self.writer.submit(lambda conn: self.write(conn, hits))
+            except Exception:
+                # put them back (oldest first) for the next flush; the deque stays bounded
+                self._buffer.extendleft(reversed(hits))
+                raise
         return len(hits)
 
     # --- background flushing -----------------------------------------------------------

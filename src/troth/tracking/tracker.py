@@ -61,6 +61,12 @@ class Tracker:
             raise TrackingError(f"id: '{tech_id[:64]}' is not a tracking technology of this policy")
         return tech
 
+    def forget(self, visitor: str) -> None:
+        """Drop cached consent for ``visitor`` (called when this worker records a change)."""
+        with self._lock:
+            for key in [k for k in self._cache if k[0] == visitor]:
+                del self._cache[key]
+
     def allowed(self, req: Request) -> frozenset[str]:
         """The consent categories this person allows now (cached for a few seconds)."""
         key = (req.visitor, req.subject_hash, req.jurisdiction, req.gpc)

@@ -1,4 +1,4 @@
-"""The admin pages: sign-in and sign-out, the overview, the list of users.
+"""The admin pages: sign-in and sign-out, the overview, tracking analytics, the list of users.
 
 Server-rendered HTML, no inline script or style (the admin CSP forbids both); the consent
 chart is an SVG drawn here, with a table of the same figures next to it. Each section of
@@ -17,8 +17,9 @@ from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Annotated, Any
+from urllib.parse import urlencode
 
-from fastapi import APIRouter, Depends, Form, Request
+from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, PackageLoader, StrictUndefined
 from sqlalchemy import Engine, select
@@ -42,6 +43,7 @@ from troth.web.auth_deps import (
 )
 from troth.web.problems import RateLimiter, client_key
 from troth.web.security import is_https
+from troth.web.stats_api import RangeError, analytics_chart, analytics_report, parse_range
 
 __all__ = ["LOGIN_COOKIE", "ConsentReport", "admin_router", "consent_report"]
 
@@ -54,6 +56,7 @@ _NAV = (
     ("/admin", "Overview", "admin.view"),
     ("/admin#policy", "Policy", "policy.view"),
     ("/admin#consent", "Consent", "consent.report"),
+    ("/admin/analytics", "Analytics", "consent.report"),
     ("/admin#audit", "Audit log", "audit.read"),
     ("/admin#requests", "Requests", "requests.view"),
     ("/admin/users", "Users", "admin.users"),
@@ -451,6 +454,55 @@ def admin_router(
                 result = _Verified(False, None, None, str(exc), at, by)
         last_verified[:] = [result]
         return await overview_page(request, principal)
+
+    @router.get("/admin/analytics", response_class=HTMLResponse)
+    async def analytics(
+        request: Request,
+        principal: Annotated[Principal, Depends(require("consent.report"))],
+        start: Annotated[str | None, Query(alias="from")] = None,
+        end: Annotated[str | None, Query(alias="to")] = None,
+        campaign: str = "",
+    ) -> Response:
+        campaign = campaign[:64]  # the column's width
+        today = dt.datetime.now(dt.UTC).date()
+        error = None
+        try:
+            first, last = parse_range(start, end, today=today)
+        except RangeError as exc:
+            error = str(exc)
+            first, last = parse_range(None, None, today=today)
+        report = await run_in_threadpool(
+            analytics_report, engine_of(request), first, last, campaign
+        )
+
+        def link(days: int) -> str:
+            since = today - dt.timedelta(days=days - 1)
+            query = {"from": since.isoformat(), "to": today.isoformat()}
+            return "/admin/analytics?" + urlencode(
+                {**query, **({"campaign": campaign} if campaign else {})}
+            )
+
+        presets = [
+            {
+                "href": link(days),
+                "label": label,
+                "current": (first, last) == (today - dt.timedelta(days=days - 1), today),
+            }
+            for days, label in ((7, "7 days"), (30, "30 days"), (90, "90 days"), (365, "12 months"))
+        ]
+        return render(
+            request,
+            "analytics.html.j2",
+            "Analytics",
+            principal,
+            422 if error else 200,
+            error=error,
+            start=start if error else first.isoformat(),
+            end=end if error else last.isoformat(),
+            report=report,
+            chart=None if report.empty else analytics_chart(report),
+            presets=presets,
+        )
 
     @router.get("/admin/users", response_class=HTMLResponse)
     async def users_page(

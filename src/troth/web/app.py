@@ -40,6 +40,7 @@ from troth.web.pages import PageRenderer
 from troth.web.problems import BodyLimit, RateLimiter, problem
 from troth.web.security import SecurityHeaders
 from troth.web.services import Services
+from troth.web.tracking_api import tracking_router
 from troth.web.vault_api import vault_router
 
 __all__ = ["create_app", "create_app_from_env"]
@@ -50,13 +51,23 @@ _PIXEL = bytes.fromhex(
 )
 
 
-async def _purge_hourly(services: Services) -> None:
-    """Retention inside `troth serve`: purge at start, then every hour (audited)."""
+async def _purge_hourly(services: Services, first_after: float = 60.0) -> None:
+    """Retention inside `troth serve`: purge a minute after start, then every hour (audited).
+
+    A purge in progress is allowed to finish on shutdown, so it never holds a connection
+    while the engine is disposed."""
+    loop = asyncio.get_running_loop()
+    await asyncio.sleep(first_after)
     while True:
+        job = loop.run_in_executor(
+            None, lambda: purge(services.engine, services.policy, services.audit)
+        )
         try:
-            await anyio.to_thread.run_sync(
-                lambda: purge(services.engine, services.policy, services.audit)
-            )
+            await asyncio.shield(job)
+        except asyncio.CancelledError:
+            with contextlib.suppress(Exception):
+                await job
+            raise
         except Exception as exc:  # a failed purge is retried next hour, and said
             print(
                 f"troth: purge failed ({type(exc).__name__}); retrying in an hour", file=sys.stderr
@@ -234,6 +245,7 @@ def create_app(policy: Policy, settings: Settings | None = None) -> FastAPI:
     app.include_router(admin_router(trust_forwarded_proto=settings.trust_proxy))
     app.include_router(vault_router(services))
     app.include_router(mail_router())
+    app.include_router(tracking_router())
     app.add_exception_handler(AuthProblem, auth_problem_handler)
 
     @app.exception_handler(StarletteHTTPException)

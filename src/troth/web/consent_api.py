@@ -68,6 +68,9 @@ def consent_router(ledger: ConsentLedger, writer: BatchWriter, limiter: RateLimi
         except ConsentError as exc:
             return problem(422, "Invalid consent", str(exc))
         receipt = await writer.submit(work)
+        tracker = getattr(request.app.state, "tracker", None)
+        if tracker is not None:
+            tracker.forget(body.subject)  # events sent right after the choice see it
         return JSONResponse({"receipt": receipt}, status_code=201, headers=no_store)
 
     @router.get(

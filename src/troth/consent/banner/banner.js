@@ -3,6 +3,7 @@
   'use strict';
   const w = window, d = document, C = w.trothConfig || {}, T = C.texts || {}, L = C.links || {};
   const J = C.jurisdiction || {}, K = C.cookie || {}, CM = C.consentMode || {}, CATS = C.categories || [];
+  const EV = C.events || {}, TECH = EV.techs || {};
   const byId = {}, opt = CATS.filter(c => !c.required);
   CATS.forEach(c => { byId[c.id] = c; });
   w.dataLayer = w.dataLayer || [];
@@ -18,13 +19,13 @@
   const gpc = gpcOn && J.gpc ? J.gpcRefuses || [] : [];
   const optIn = J.model != 'opt_out' && J.model != 'notice';
   const enc = encodeURIComponent, st = {};
-  let vid, dlg, view, back, toast, hooks = [];
+  let vid, kept, dlg, view, back, toast, timer, hooks = [], queue = [], out = [], warned = {};
 
   if (w.trothCss) (d.head || d.documentElement).append(E('style', { id: 'troth-css' }, w.trothCss));
   try {
     const p = (d.cookie.split('; ').find(s => s.startsWith(K.name + '=')) || '').slice(K.name.length + 1).split('.');
     if (p[0] == 'v1' && /^[\w-]{22}$/.test(p[1]) && p.length > 3) {
-      vid = p[1];
+      kept = vid = p[1];
       p[p.length - 1].split('~').forEach(x => {
         x = x.split(':');
         const c = byId[decodeURIComponent(x[0])];
@@ -67,6 +68,31 @@
       }));
     try { Object.keys(localStorage).filter(hit).forEach(n => localStorage.removeItem(n)); } catch (e) {}
   });
+
+  const postJSON = (url, o) => fetch(url, {
+    method: 'POST', headers: { 'Content-Type': 'application/json' }, credentials: 'same-origin', keepalive: true,
+    body: JSON.stringify(o),
+  });
+  // events: [category, event]; re-checked when sent, so a withdrawal drops what is pending
+  const post = beacon => {
+    clearTimeout(timer);
+    timer = 0;
+    const o = { events: out.filter(x => on(x[0])).map(x => x[1]), visitor: kept ? vid : undefined, jurisdiction: J.id };
+    out = [];
+    if (!o.events.length) return;
+    if (!(beacon && navigator.sendBeacon &&
+      navigator.sendBeacon(EV.url, new Blob([JSON.stringify(o)], { type: 'application/json' })))) postJSON(EV.url, o).catch(() => {});
+  };
+  const send = x => (out.push(x) >= 10 ? post() : timer || (timer = setTimeout(post, 1000)));
+  const warn = m => warned[m] || (warned[m] = 1, console.warn('troth: ' + m));
+  const track = (t, n, p) => {
+    const c = TECH[t], a = byId[c] && ok(c);
+    if (a === undefined) return warn('unknown tracking technology ' + t);
+    if (!/^[a-z][a-z0-9_]{0,63}$/.test(n)) return warn('bad event name ' + n);
+    const x = [c, { tech: t, name: n, campaign: '', page: location.pathname, props: Object.assign({}, p) }];
+    if (a) send(x);
+    else if (a === null && queue.push(x) > 50) queue.shift();
+  };
 
   const flush = () => {
     const due = hooks.filter(h => on(h[0]));
@@ -116,6 +142,7 @@
       opt.map(c => enc(c.id) + ':' + (st[c.id] ? 1 : 0) + ':' + (c.revision || 0)).join('~') +
       ';max-age=' + (K.days || 365) * 86400 + ';path=' + (K.path || '/') + (K.domain ? ';domain=' + K.domain : '') +
       ';SameSite=Lax' + (location.protocol == 'https:' ? ';Secure' : '');
+    kept = 1;
     update();
     run();
     opt.forEach(c => st[c.id] || purge(c.id));
@@ -124,11 +151,12 @@
     say(box || toast, '');
     CATS.forEach(c => { consents[c.id] = on(c.id); });
     d.dispatchEvent(new CustomEvent('troth:consent', { detail: { consents } }));
-    fetch(C.api, {
-      method: 'POST', headers: { 'Content-Type': 'application/json' }, credentials: 'same-origin', keepalive: true,
-      body: JSON.stringify({ subject: vid, choices, method, language: C.lang, policy_version: C.policyVersion, jurisdiction: J.id, gpc: gpcOn }),
-    }).then(r => { if (!r.ok) throw r; return r.json(); })
+    postJSON(C.api, { subject: vid, choices, method, language: C.lang, policy_version: C.policyVersion, jurisdiction: J.id, gpc: gpcOn })
+      .then(r => { if (!r.ok) throw r; return r.json(); })
       .then(j => { api.lastReceipt = j.receipt; say(box, T.saved); }, () => say(box || toast, T.error));
+    // queued events: sent if now allowed, else dropped for good
+    queue.forEach(x => on(x[0]) && send(x));
+    queue = [];
   };
 
   const B = (a, t, cls) => E('button', { type: 'button', class: cls || 'troth-p', 'data-a': a }, t);
@@ -193,10 +221,13 @@
     show: () => open(1),
     set: (o, m) => choose(id => (id in o ? o[id] === true || o[id] == 'given' : on(id)), m || 'banner_custom'),
     on: (c, f) => { hooks.push([c, f]); flush(); },
+    track,
     lastReceipt: null,
   };
   if (Object.keys(st).length || !optIn) update();
   opt.forEach(c => ok(c.id) === false && purge(c.id));
+  addEventListener('pagehide', () => post(1));
+  d.addEventListener('visibilitychange', () => d.visibilityState == 'hidden' && post(1));
   d.addEventListener('click', e => {
     if (e.target.closest && e.target.closest('[data-troth="open"]')) { e.preventDefault(); open(1); }
   });

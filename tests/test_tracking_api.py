@@ -1,0 +1,564 @@
+"""The tracking endpoints of a real `troth serve`, on SQLite and on PostgreSQL.
+
+What a site's visitors rely on: a hit leaves behind only what their consent and signals
+allow (a full event with a truncated IP, a bare count, or nothing), the pixel's answer is
+the same whatever was kept, a tracking link leads only where its signature says, and
+hostile input is refused with a problem document and stores nothing.
+
+Results are read directly from the tables, not through troth. Best-effort hits are
+buffered; ``flush`` waits for them with a barrier hit instead of sleeping.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import struct
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import Engine, MetaData, create_engine, select
+
+from conftest import SEED, Server, new_postgres_database, running_server
+from troth.errors import TrackingError
+from troth.keyring.signing import b64
+from troth.keyring.subjects import SubjectHasher
+from troth.policy.loader import LoadedPolicy
+from troth.store.tables import tracking_aggregates, tracking_events
+from troth.tracking.links import LinkSigner
+
+PROBLEM = "application/problem+json"
+TIMEOUT = httpx.Timeout(10.0, connect=5.0)
+NO_RATE_LIMIT = {"TROTH_WRITE_RATE_PER_MINUTE": "1000000"}
+OPEN_URL = "https://troth.invalid/open"
+PREFIX = "127.0.0.0/24"  # the test client is 127.0.0.1
+
+
+@dataclass
+class Site:
+    server: Server
+    client: httpx.Client
+    engine: Engine
+    keys: Path
+
+    @property
+    def links(self) -> LinkSigner:
+        return LinkSigner((self.keys / "tracking-links.key").read_bytes())
+
+    def subject_hash(self, visitor: str) -> str:
+        return SubjectHasher((self.keys / "subject.key").read_bytes())(visitor)
+
+    def consent(self, visitor: str, choice: str, jurisdiction: str) -> None:
+        body = {
+            "subject": visitor,
+            "choices": {"analytics": choice, "advertising": choice},
+            "jurisdiction": jurisdiction,
+        }
+        r = self.client.post("/api/consent", json=body)
+        assert r.status_code == 201, r.text
+
+    def flush(self) -> None:
+        """Wait until every best-effort hit sent so far is written: send a hit that is always
+        counted (page_pixel, no consent, eu) and wait for its count. The buffer is flushed
+        oldest first, one flush after the other."""
+        campaign = f"barrier-{uuid.uuid4().hex[:12]}"
+        assert self.client.get(f"/t/p/page_pixel.gif?c={campaign}").status_code == 200
+        query = select(tracking_aggregates.c.count).where(
+            tracking_aggregates.c.campaign == campaign
+        )
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            with self.engine.connect() as conn:
+                if conn.execute(query).first() is not None:
+                    return
+            time.sleep(0.05)
+        pytest.fail("best-effort hits were not written within 10 s")
+
+    def events(self, prefix: str = "") -> list[dict[str, Any]]:
+        query = select(tracking_events).where(tracking_events.c.campaign.startswith(prefix))
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(query)]
+
+    def aggregates(self, prefix: str = "") -> list[dict[str, Any]]:
+        query = select(tracking_aggregates).where(tracking_aggregates.c.campaign.startswith(prefix))
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(query)]
+
+    def stored(self) -> tuple[int, int]:
+        """(event rows, hits counted), leaving out the barriers."""
+        aggregates = [a for a in self.aggregates() if not a["campaign"].startswith("barrier-")]
+        return len(self.events()), sum(a["count"] for a in aggregates)
+
+    def dump(self) -> str:
+        """Every row of every table, as text."""
+        meta = MetaData()
+        meta.reflect(self.engine)
+        with self.engine.connect() as conn:
+            return "\n".join(
+                repr(tuple(row))
+                for table in meta.sorted_tables
+                for row in conn.execute(select(table))
+            )
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def site(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Site]:
+    """One server per engine for the module (starting one is the slow part); each test uses
+    its own visitors and campaigns."""
+    work = tmp_path_factory.mktemp(f"tracking-{request.param}")
+    if request.param == "sqlite":
+        url = f"sqlite:///{work / 'troth.db'}"
+    else:
+        url = new_postgres_database(request.getfixturevalue("postgres_server"))
+    args = {"connect_timeout": 10} if url.startswith("postgresql") else {"timeout": 10}
+    engine = create_engine(url, connect_args=args)
+    try:
+        with (
+            running_server(SEED, url, work / "work", env=NO_RATE_LIMIT) as server,
+            httpx.Client(base_url=server.url, timeout=TIMEOUT) as client,
+        ):
+            yield Site(server, client, engine, work / "work" / "keys")
+            assert "Traceback" not in server.output(), server.output()
+            assert "unexpected" not in server.output(), server.output()
+            assert "failed" not in server.output(), server.output()
+    finally:
+        engine.dispose()
+
+
+def new_visitor() -> str:
+    return secrets.token_urlsafe(16)  # 22 characters, like the banner's
+
+
+def consent_cookie(visitor: str) -> dict[str, str]:
+    """The banner's cookie; it claims everything was given, which the server must ignore:
+    consent is read from the ledger, only the visitor id from the cookie."""
+    return {"Cookie": f"troth_consent=v1.{visitor}.1.0.0.analytics:1:0~advertising:1:0"}
+
+
+def assert_problem(r: httpx.Response, status: int | set[int], *words: str) -> None:
+    wanted = {status} if isinstance(status, int) else status
+    assert r.status_code in wanted, (r.status_code, r.text)
+    assert r.headers["content-type"].startswith(PROBLEM), r.headers["content-type"]
+    assert "location" not in r.headers
+    body = r.json()
+    assert body["status"] == r.status_code
+    for word in words:
+        assert word in body["detail"], (word, body["detail"])
+
+
+# --- the consent matrix -------------------------------------------------------------------
+
+F, A, D = "full", "aggregate", "drop"
+TECHS = ("page_pixel", "ad_pixel", "email_open_pixel", "analytics_sdk")
+RECORDABLE = ("pixel", "web_beacon", "tracking_link", "sdk")
+SIGNALS: dict[str, tuple[str, dict[str, str]]] = {
+    "eu": ("eu", {}),  # opt-in, no signal
+    "us_ca": ("us_ca", {}),  # opt-out, no signal
+    "gpc": ("us_ca", {"Sec-GPC": "1"}),  # GPC refuses advertising in us_ca
+    "dnt_eu": ("eu", {"DNT": "1"}),
+    "dnt_us": ("us_ca", {"DNT": "1"}),
+}
+# (consent, signals) -> outcome for page_pixel (analytics, counted without consent), ad_pixel
+# (advertising), email_open_pixel (analytics), analytics_sdk (analytics, durable). DNT is a
+# refusal of everything that needs consent.
+EXPECTED: dict[tuple[str, str], tuple[str, str, str, str]] = {
+    ("none", "eu"): (A, D, D, D),
+    ("none", "us_ca"): (F, F, F, F),
+    ("none", "gpc"): (F, D, F, F),
+    ("none", "dnt_eu"): (A, D, D, D),
+    ("none", "dnt_us"): (A, D, D, D),
+    ("given", "eu"): (F, F, F, F),
+    ("given", "us_ca"): (F, F, F, F),
+    ("given", "gpc"): (F, D, F, F),
+    ("given", "dnt_eu"): (A, D, D, D),
+    ("given", "dnt_us"): (A, D, D, D),
+    ("refused", "eu"): (A, D, D, D),
+    ("refused", "us_ca"): (A, D, D, D),
+    ("refused", "gpc"): (A, D, D, D),
+    ("refused", "dnt_eu"): (A, D, D, D),
+    ("refused", "dnt_us"): (A, D, D, D),
+    ("withdrawn", "eu"): (A, D, D, D),
+    ("withdrawn", "us_ca"): (A, D, D, D),
+    ("withdrawn", "gpc"): (A, D, D, D),
+    ("withdrawn", "dnt_eu"): (A, D, D, D),
+    ("withdrawn", "dnt_us"): (A, D, D, D),
+}
+KIND = {"page_pixel": "view", "ad_pixel": "view", "email_open_pixel": "open"}
+PROPS = {"plan": "pro", "seats": 3, "ratio": 0.5, "trial": False}
+
+
+def test_the_seed_declares_no_recordable_necessary_technology(seed: LoadedPolicy) -> None:
+    """The matrix has no 'strictly necessary' row: every necessary or security technology
+    of the seed is a cookie, which no tracking endpoint records. If one is added, add it."""
+    necessary = [
+        t.id
+        for t in seed.policy.tracking
+        if t.category in ("necessary", "security") and t.type in RECORDABLE
+    ]
+    assert necessary == []
+    declared = {t.id: (t.type, t.category) for t in seed.policy.tracking}
+    assert declared["page_pixel"] == ("pixel", "analytics")
+    assert declared["ad_pixel"] == ("web_beacon", "advertising")
+    assert declared["email_open_pixel"] == ("pixel", "analytics")
+    assert declared["analytics_sdk"] == ("sdk", "analytics")
+
+
+def test_consent_matrix(site: Site) -> None:
+    run = uuid.uuid4().hex[:6]
+    visitors: dict[tuple[str, str], str] = {}
+    for state, signal in EXPECTED:
+        vid = visitors[(state, signal)] = new_visitor()
+        jurisdiction = SIGNALS[signal][0]
+        if state in ("given", "withdrawn"):
+            site.consent(vid, "given", jurisdiction)
+        if state in ("refused", "withdrawn"):
+            site.consent(vid, "refused", jurisdiction)
+
+    gifs: set[bytes] = set()
+    for (state, signal), expected in EXPECTED.items():
+        vid = visitors[(state, signal)]
+        jurisdiction, headers = SIGNALS[signal]
+        campaign = f"m{run}-{state}-{signal}"
+        page = {**headers, **consent_cookie(vid)}
+        page["Referer"] = "https://www.example.net/pricing?email=someone%40example.org#top"
+        for tech in ("page_pixel", "ad_pixel"):
+            r = site.client.get(f"/t/p/{tech}.gif?c={campaign}&j={jurisdiction}", headers=page)
+            assert r.status_code == 200, r.text
+            gifs.add(r.content)
+        token = site.links.sign(
+            OPEN_URL, tech="email_open_pixel", campaign=campaign, recipient=site.subject_hash(vid)
+        )
+        r = site.client.get(
+            "/t/p/email_open_pixel.gif",
+            params={"k": "open", "c": campaign, "m": token, "j": jurisdiction},
+            headers=headers,
+        )
+        assert r.status_code == 200, r.text
+        gifs.add(r.content)
+        # The SDK technology is durable: once acknowledged, its event must already be there.
+        r = site.client.post(
+            "/t/e",
+            json={
+                "events": [
+                    {
+                        "tech": "analytics_sdk",
+                        "name": "screen_view",
+                        "campaign": campaign,
+                        "page": "/app/home",
+                        "props": PROPS,
+                    }
+                ],
+                "visitor": vid,
+                "jurisdiction": jurisdiction,
+            },
+            headers=headers,
+        )
+        assert r.status_code == 202, r.text
+        full = expected[3] == F
+        assert r.json() == {"accepted": int(full), "counted": 0, "dropped": int(not full)}
+        stored = [e for e in site.events(campaign) if e["tech_id"] == "analytics_sdk"]
+        assert len(stored) == int(full), (state, signal)
+
+    # The pixel answers the same bytes whatever was kept: its answer reveals no consent.
+    assert len(gifs) == 1
+
+    site.flush()
+    events = site.events(f"m{run}-")
+    aggregates = site.aggregates(f"m{run}-")
+    actual: dict[tuple[str, str], tuple[str, ...]] = {}
+    for state, signal in EXPECTED:
+        campaign = f"m{run}-{state}-{signal}"
+        outcomes = []
+        for tech in TECHS:
+            rows = [e for e in events if e["tech_id"] == tech and e["campaign"] == campaign]
+            counts = {
+                a["consent"]: a["count"]
+                for a in aggregates
+                if a["tech_id"] == tech and a["campaign"] == campaign
+            }
+            if len(rows) == 1 and counts == {"given": 1}:
+                outcomes.append(F)
+            elif not rows and counts == {"none": 1}:
+                outcomes.append(A)
+            elif not rows and not counts:
+                outcomes.append(D)
+            else:
+                outcomes.append(f"unexpected: {len(rows)} events, counts {counts}")
+        actual[(state, signal)] = tuple(outcomes)
+    assert actual == EXPECTED
+
+    # What a full event keeps: a truncated IP, a keyed hash for the visitor, the page path.
+    for e in events:
+        state, signal = e["campaign"].split("-")[1:]
+        hashed = site.subject_hash(visitors[(state, signal)])[:40]
+        assert e["ip_prefix"] == PREFIX
+        if e["tech_id"] == "email_open_pixel":
+            assert (e["kind"], e["visitor"], e["page"]) == ("open", "s:" + hashed, "")
+        else:
+            assert e["visitor"] == "c:" + hashed
+        if e["tech_id"] == "analytics_sdk":
+            assert (e["kind"], e["name"], e["page"], e["props"]) == (
+                "event",
+                "screen_view",
+                "/app/home",
+                PROPS,
+            )
+        elif e["tech_id"] != "email_open_pixel":
+            assert (e["kind"], e["page"], e["props"]) == (KIND[e["tech_id"]], "/pricing", {})
+    assert len(events) == sum(o.count(F) for o in EXPECTED.values())
+
+    # Neither the client's IP address nor a visitor id is stored anywhere, in any table.
+    everything = site.dump()
+    assert "127.0.0.1" not in everything
+    for vid in visitors.values():
+        assert vid not in everything
+
+
+def test_without_a_visitor_id_a_full_hit_gets_a_daily_salted_id(site: Site) -> None:
+    campaign = f"anon-{uuid.uuid4().hex[:8]}"
+    headers = {"User-Agent": "test-agent/1.0", "Referer": "https://www.example.net/a/b?x=1"}
+    for _ in range(2):
+        r = site.client.get(f"/t/p/page_pixel.gif?c={campaign}&j=us_ca", headers=headers)
+        assert r.status_code == 200
+    site.flush()
+    events = site.events(campaign)
+    assert len(events) == 2
+    assert {e["visitor"] for e in events} == {events[0]["visitor"]}  # same person, same day
+    assert events[0]["visitor"].startswith("d:")
+    assert {(e["ip_prefix"], e["page"]) for e in events} == {(PREFIX, "/a/b")}
+
+
+# --- the pixel ----------------------------------------------------------------------------
+
+
+def test_pixel_is_a_transparent_1x1_gif_that_is_never_cached(site: Site) -> None:
+    for url in (
+        "/t/p/page_pixel.gif",
+        "/t/p/ad_pixel.gif?c=spring&k=view&j=us_ca",
+        "/t/p/email_open_pixel.gif?k=open&j=nowhere",  # an undeclared region: the default
+    ):
+        r = site.client.get(url)
+        assert r.status_code == 200, (url, r.text)
+        assert r.headers["content-type"] == "image/gif"
+        assert r.headers["cache-control"] == "no-store"
+        gif = r.content
+        assert gif[:6] == b"GIF89a"
+        assert struct.unpack("<HH", gif[6:10]) == (1, 1)
+        assert gif[-1:] == b";"
+        assert len(gif) == 42
+
+
+def test_pixel_of_an_unknown_or_non_pixel_technology_is_a_404_problem(site: Site) -> None:
+    for tech in ("nope", "session", "fraud_sid", "email_click_link", "analytics_sdk", "x" * 300):
+        assert_problem(site.client.get(f"/t/p/{tech}.gif"), 404)
+
+
+# --- tracking links -----------------------------------------------------------------------
+
+DESTINATION = "https://www.example.net/plans?utm_campaign=nov&x=%C3%A9#compare"
+ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+
+
+def test_signed_link_redirects_exactly_where_it_was_signed_to(site: Site) -> None:
+    vid = new_visitor()
+    site.consent(vid, "given", "eu")
+    campaign = f"l-{uuid.uuid4().hex[:8]}"
+    token = site.links.sign(
+        DESTINATION, tech="email_click_link", campaign=campaign, recipient=site.subject_hash(vid)
+    )
+    # A ``url`` parameter does nothing: the destination comes only from the signed token.
+    for url in (f"/t/l/{token}", f"/t/l/{token}?url=https://evil.example/"):
+        r = site.client.get(url, follow_redirects=False)
+        assert r.status_code == 302, r.text
+        assert r.headers["location"] == DESTINATION
+        assert r.headers["cache-control"] == "no-store"
+        assert r.headers["referrer-policy"] == "no-referrer"
+
+    clean = f"l-clean-{uuid.uuid4().hex[:8]}"  # no recipient, no cookie, eu: not recorded
+    r = site.client.get(
+        f"/t/l/{site.links.sign(DESTINATION, tech='email_click_link', campaign=clean)}"
+    )
+    assert r.status_code == 302
+    assert r.headers["location"] == DESTINATION
+
+    site.flush()
+    clicks = site.events(campaign)
+    assert len(clicks) == 2
+    for click in clicks:
+        assert (click["tech_id"], click["kind"], click["ip_prefix"]) == (
+            "email_click_link",
+            "click",
+            PREFIX,
+        )
+        assert click["visitor"] == "s:" + site.subject_hash(vid)[:40]
+    assert site.events(clean) == []
+    assert site.aggregates(clean) == []
+
+
+def test_no_altered_expired_or_foreign_link_ever_redirects(site: Site) -> None:
+    campaign = f"bad-{uuid.uuid4().hex[:8]}"
+    token = site.links.sign(DESTINATION, tech="email_click_link", campaign=campaign)
+    site.flush()
+    before = site.stored()
+
+    bad: list[str] = []
+    for i, char in enumerate(token):  # every single character altered, body and signature
+        other = "A" if char == "." else next(c for c in ALPHABET if c != char)
+        bad.append(token[:i] + other + token[i + 1 :])
+    body, mac = token.split(".")
+    bad += [token[:-1], token[: len(token) // 2], body, body + ".", "." + mac, token + "A"]
+    expired = site.links.sign(DESTINATION, tech="email_click_link", campaign=campaign, ttl=-1)
+    bad.append(expired)
+    bad.append(LinkSigner(secrets.token_bytes(32)).sign(DESTINATION, tech="x", campaign=""))
+    forged = json.dumps({"u": "https://evil.example/", "t": "email_click_link", "c": "", "r": ""})
+    bad.append(b64(forged.encode()) + "." + mac)
+    for wrong in bad:
+        r = site.client.get(f"/t/l/{wrong}", follow_redirects=False)
+        assert_problem(r, 400, "token")
+    assert_problem(site.client.get(f"/t/l/{expired}", follow_redirects=False), 400, "expired")
+
+    # Open-redirect attempts: there is no parameter or path that names a destination.
+    for path in (
+        "/t/l/x?url=https://evil.example",
+        "/t/l/%2F%2Fevil.example",
+        "/t/l//evil.example",
+        "/t/l/https://evil.example/",
+        "/t/l/",
+        "/t/l/%C3%A9.%C3%A9",  # non-ASCII
+        "/t/l/%00.%00",
+        "/t/l/" + "a" * 3000 + ".b",
+    ):
+        r = site.client.get(path, follow_redirects=False)
+        assert_problem(r, 400, "token")
+
+    # Destinations that are not http(s) cannot even be signed.
+    for url in ("javascript:alert(1)", "//evil.example/", "data:text/html,x", "https:evil.example"):
+        with pytest.raises(TrackingError):
+            site.links.sign(url, tech="email_click_link", campaign="")
+
+    site.flush()
+    assert site.stored() == before
+
+
+# --- hostile input ------------------------------------------------------------------------
+
+GOOD_EVENT = {"tech": "analytics_sdk", "name": "signup_click", "campaign": "", "page": "/"}
+
+
+def batch(*events: Any, **extra: Any) -> dict[str, Any]:
+    # us_ca without GPC allows analytics: had any of these been stored, it would show.
+    return {"events": list(events), "jurisdiction": "us_ca", **extra}
+
+
+HOSTILE: list[tuple[str, Any, int, str]] = [
+    ("51 events", batch(*[GOOD_EVENT] * 51), 422, "events"),
+    ("no events", batch(), 422, "events"),
+    ("nested props", batch({**GOOD_EVENT, "props": {"a": {"b": 1}}}), 422, "props"),
+    ("list in props", batch({**GOOD_EVENT, "props": {"a": [1]}}), 422, "props"),
+    ("null in props", batch({**GOOD_EVENT, "props": {"a": None}}), 422, "props"),
+    ("17 props", batch({**GOOD_EVENT, "props": {f"k{i}": i for i in range(17)}}), 422, "props"),
+    ("long prop", batch({**GOOD_EVENT, "props": {"a": "x" * 201}}), 422, "props"),
+    ("bad prop key", batch({**GOOD_EVENT, "props": {"a b": 1}}), 422, "props"),
+    ("huge number", batch({**GOOD_EVENT, "props": {"a": 10**30}}), 422, "props"),
+    ("NUL in prop", batch({**GOOD_EVENT, "props": {"a": "x\u0000"}}), 422, "props"),
+    ("unknown field", batch(GOOD_EVENT, user="alice"), 422, "user"),
+    ("unknown event field", batch({**GOOD_EVENT, "ip": "1.2.3.4"}), 422, "ip"),
+    ("events not a list", batch() | {"events": {"tech": "x"}}, 422, "events"),
+    ("name not a string", batch({**GOOD_EVENT, "name": 5}), 422, "name"),
+    ("bad name", batch({**GOOD_EVENT, "name": "Signup Click"}), 422, "name"),
+    ("tech not a string", batch({**GOOD_EVENT, "tech": ["analytics_sdk"]}), 422, "tech"),
+    ("long campaign", batch({**GOOD_EVENT, "campaign": "c" * 65}), 422, "campaign"),
+    ("NUL in campaign", batch({**GOOD_EVENT, "campaign": "a\u0000"}), 422, "campaign"),
+    ("page not a path", batch({**GOOD_EVENT, "page": "https://x.example/"}), 422, "page"),
+    ("unknown tech", batch(GOOD_EVENT, {**GOOD_EVENT, "tech": "nope"}), 422, "events.1.tech"),
+    ("cookie tech", batch({**GOOD_EVENT, "tech": "session"}), 422, "tech"),
+    ("link tech", batch({**GOOD_EVENT, "tech": "email_click_link"}), 422, "tech"),
+    ("bad visitor", batch(GOOD_EVENT, visitor="short"), 422, "visitor"),
+    ("bad jurisdiction", batch(GOOD_EVENT) | {"jurisdiction": "mars"}, 422, "jurisdiction"),
+    ("a list", [GOOD_EVENT], 422, "body"),
+    ("null", None, 422, "body"),
+]
+RAW: list[tuple[str, bytes, int, str]] = [
+    ("not JSON", b"{events: [", 400, "JSON"),
+    ("NaN", b'{"events":[{"tech":"analytics_sdk","name":"a","props":{"a":NaN}}]}', 422, "props"),
+    ("lone surrogate", b'{"events":[{"tech":"analytics_sdk","name":"a","campaign":"\\ud800"}]}',
+     422, "campaign"),
+    ("surrogate prop", b'{"events":[{"tech":"analytics_sdk","name":"a","props":{"a":"\\udfff"}}]}',
+     422, "props"),
+    ("not UTF-8", b'{"events":[{"tech":"\xff","name":"a"}]}', 400, ""),
+    ("oversized", json.dumps(batch(GOOD_EVENT, pad="x" * 17_000)).encode(), 413, "bytes"),
+]  # fmt: skip
+
+
+def test_hostile_event_batches_are_refused_and_store_nothing(site: Site) -> None:
+    site.flush()
+    before = site.stored()
+    for what, body, status, word in HOSTILE:
+        r = site.client.post("/t/e", json=body)
+        assert r.status_code == status, (what, r.status_code, r.text)
+        assert_problem(r, status, word)
+    for what, raw, status, word in RAW:
+        r = site.client.post("/t/e", content=raw, headers={"Content-Type": "application/json"})
+        assert r.status_code == status, (what, r.status_code, r.text)
+        assert_problem(r, status, word)
+
+    def chunks() -> Iterator[bytes]:  # too large, without a Content-Length
+        yield b'{"events": [], "pad": "'
+        for _ in range(20):
+            yield b"x" * 1024
+        yield b'"}'
+
+    r = site.client.post("/t/e", content=chunks(), headers={"Content-Type": "application/json"})
+    assert_problem(r, 413)
+    r = site.client.post("/t/e", content=b"events=1", headers={"Content-Type": "text/plain"})
+    assert_problem(r, {400, 415, 422})
+
+    # Pixels with malformed parameters or a recipient token that is not ours.
+    token = site.links.sign(OPEN_URL, tech="email_open_pixel", campaign="x", recipient="0" * 64)
+    other = site.links.sign(OPEN_URL, tech="ad_pixel", campaign="x", recipient="0" * 64)
+    for url, status in (
+        ("/t/p/page_pixel.gif?c=" + "c" * 65, 422),
+        ("/t/p/page_pixel.gif?c=a%00b", 422),
+        ("/t/p/page_pixel.gif?k=click", 422),
+        ("/t/p/page_pixel.gif?m=" + token[:-2] + "AA", 200),  # altered: the GIF, nothing kept
+        ("/t/p/page_pixel.gif?m=%C3%A9.%C3%A9", 200),
+        ("/t/p/page_pixel.gif?m=" + other, 200),  # signed for another technology
+        ("/t/p/page_pixel.gif?m=" + token, 200),  # signed for email_open_pixel
+    ):
+        r = site.client.get(url)
+        assert r.status_code == status, (url, r.text)
+        if status == 200:
+            assert r.content[:6] == b"GIF89a"
+        else:
+            assert_problem(r, status)
+    site.flush()
+    assert site.stored() == before
+
+
+def test_a_valid_batch_is_decided_event_by_event(site: Site) -> None:
+    """One batch, three technologies, one visitor without a decision in the EU: the
+    page pixel is counted, the others dropped; the banner's beacon shape is accepted."""
+    campaign = f"b-{uuid.uuid4().hex[:8]}"
+    events = [
+        {"tech": tech, "name": "signup_click", "campaign": campaign, "page": "/x", "props": {}}
+        for tech in ("page_pixel", "ad_pixel", "analytics_sdk")
+    ]
+    r = site.client.post(
+        "/t/e", json={"events": events, "jurisdiction": "eu"}, headers=consent_cookie(new_visitor())
+    )
+    assert r.status_code == 202, r.text
+    assert r.json() == {"accepted": 0, "counted": 1, "dropped": 2}
+    assert r.headers["cache-control"] == "no-store"
+    site.flush()
+    assert site.events(campaign) == []
+    assert [
+        (a["tech_id"], a["kind"], a["consent"], a["count"]) for a in site.aggregates(campaign)
+    ] == [("page_pixel", "event", "none", 1)]
