@@ -36,6 +36,7 @@ bench: venv
 	$(BIN)/python bench/consent.py
 	$(BIN)/python bench/audit.py
 	$(BIN)/python bench/vault.py
+	$(BIN)/python bench/tracking.py
 
 clean:
 	rm -rf $(VENV) build .pytest_cache .mypy_cache .ruff_cache
