@@ -40,6 +40,7 @@ from troth.web.pages import PageRenderer
 from troth.web.problems import BodyLimit, RateLimiter, problem
 from troth.web.security import SecurityHeaders
 from troth.web.services import Services
+from troth.web.stats_api import stats_router
 from troth.web.tracking_api import tracking_router
 from troth.web.vault_api import vault_router
 
@@ -246,6 +247,7 @@ def create_app(policy: Policy, settings: Settings | None = None) -> FastAPI:
     app.include_router(vault_router(services))
     app.include_router(mail_router())
     app.include_router(tracking_router())
+    app.include_router(stats_router())
     app.add_exception_handler(AuthProblem, auth_problem_handler)
 
     @app.exception_handler(StarletteHTTPException)
