@@ -157,7 +157,7 @@ def assert_problem(r: httpx.Response, status: int | set[int], *words: str) -> No
 # --- the consent matrix -------------------------------------------------------------------
 
 F, A, D = "full", "aggregate", "drop"
-TECHS = ("page_pixel", "ad_pixel", "email_open_pixel", "analytics_sdk")
+TECHS = ("page_pixel", "ad_pixel", "email_open_pixel", "analytics_sdk", "email_click_link")
 RECORDABLE = ("pixel", "web_beacon", "tracking_link", "sdk")
 SIGNALS: dict[str, tuple[str, dict[str, str]]] = {
     "eu": ("eu", {}),  # opt-in, no signal
@@ -167,29 +167,31 @@ SIGNALS: dict[str, tuple[str, dict[str, str]]] = {
     "dnt_us": ("us_ca", {"DNT": "1"}),
 }
 # (consent, signals) -> outcome for page_pixel (analytics, counted without consent), ad_pixel
-# (advertising), email_open_pixel (analytics), analytics_sdk (analytics, durable). DNT is a
-# refusal of everything that needs consent.
-EXPECTED: dict[tuple[str, str], tuple[str, str, str, str]] = {
-    ("none", "eu"): (A, D, D, D),
-    ("none", "us_ca"): (F, F, F, F),
-    ("none", "gpc"): (F, D, F, F),
-    ("none", "dnt_eu"): (A, D, D, D),
-    ("none", "dnt_us"): (A, D, D, D),
-    ("given", "eu"): (F, F, F, F),
-    ("given", "us_ca"): (F, F, F, F),
-    ("given", "gpc"): (F, D, F, F),
-    ("given", "dnt_eu"): (A, D, D, D),
-    ("given", "dnt_us"): (A, D, D, D),
-    ("refused", "eu"): (A, D, D, D),
-    ("refused", "us_ca"): (A, D, D, D),
-    ("refused", "gpc"): (A, D, D, D),
-    ("refused", "dnt_eu"): (A, D, D, D),
-    ("refused", "dnt_us"): (A, D, D, D),
-    ("withdrawn", "eu"): (A, D, D, D),
-    ("withdrawn", "us_ca"): (A, D, D, D),
-    ("withdrawn", "gpc"): (A, D, D, D),
-    ("withdrawn", "dnt_eu"): (A, D, D, D),
-    ("withdrawn", "dnt_us"): (A, D, D, D),
+# (advertising), email_open_pixel (analytics), analytics_sdk (analytics, durable) and
+# email_click_link (analytics, a click through /t/l). DNT is a refusal of everything that
+# needs consent. A tracking link carries no jurisdiction, so a click is judged under the
+# policy's default (eu, opt-in): undecided clicks are dropped even for us_ca recipients.
+EXPECTED: dict[tuple[str, str], tuple[str, str, str, str, str]] = {
+    ("none", "eu"): (A, D, D, D, D),
+    ("none", "us_ca"): (F, F, F, F, D),
+    ("none", "gpc"): (F, D, F, F, D),
+    ("none", "dnt_eu"): (A, D, D, D, D),
+    ("none", "dnt_us"): (A, D, D, D, D),
+    ("given", "eu"): (F, F, F, F, F),
+    ("given", "us_ca"): (F, F, F, F, F),
+    ("given", "gpc"): (F, D, F, F, F),
+    ("given", "dnt_eu"): (A, D, D, D, D),
+    ("given", "dnt_us"): (A, D, D, D, D),
+    ("refused", "eu"): (A, D, D, D, D),
+    ("refused", "us_ca"): (A, D, D, D, D),
+    ("refused", "gpc"): (A, D, D, D, D),
+    ("refused", "dnt_eu"): (A, D, D, D, D),
+    ("refused", "dnt_us"): (A, D, D, D, D),
+    ("withdrawn", "eu"): (A, D, D, D, D),
+    ("withdrawn", "us_ca"): (A, D, D, D, D),
+    ("withdrawn", "gpc"): (A, D, D, D, D),
+    ("withdrawn", "dnt_eu"): (A, D, D, D, D),
+    ("withdrawn", "dnt_us"): (A, D, D, D, D),
 }
 KIND = {"page_pixel": "view", "ad_pixel": "view", "email_open_pixel": "open"}
 PROPS = {"plan": "pro", "seats": 3, "ratio": 0.5, "trial": False}
@@ -243,6 +245,16 @@ def test_consent_matrix(site: Site) -> None:
         )
         assert r.status_code == 200, r.text
         gifs.add(r.content)
+        # A click through a signed tracking link always redirects, whatever is kept.
+        link = site.links.sign(
+            "https://www.example.net/plans",
+            tech="email_click_link",
+            campaign=campaign,
+            recipient=site.subject_hash(vid),
+        )
+        r = site.client.get(f"/t/l/{link}", headers=headers, follow_redirects=False)
+        assert r.status_code == 302, r.text
+        assert r.headers["location"] == "https://www.example.net/plans"
         # The SDK technology is durable: once acknowledged, its event must already be there.
         r = site.client.post(
             "/t/e",
@@ -302,6 +314,8 @@ def test_consent_matrix(site: Site) -> None:
         assert e["ip_prefix"] == PREFIX
         if e["tech_id"] == "email_open_pixel":
             assert (e["kind"], e["visitor"], e["page"]) == ("open", "s:" + hashed, "")
+        elif e["tech_id"] == "email_click_link":
+            assert (e["kind"], e["visitor"]) == ("click", "s:" + hashed)
         else:
             assert e["visitor"] == "c:" + hashed
         if e["tech_id"] == "analytics_sdk":
@@ -311,7 +325,7 @@ def test_consent_matrix(site: Site) -> None:
                 "/app/home",
                 PROPS,
             )
-        elif e["tech_id"] != "email_open_pixel":
+        elif e["tech_id"] not in ("email_open_pixel", "email_click_link"):
             assert (e["kind"], e["page"], e["props"]) == (KIND[e["tech_id"]], "/pricing", {})
     assert len(events) == sum(o.count(F) for o in EXPECTED.values())
 
