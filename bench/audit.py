@@ -24,23 +24,20 @@ transaction costs to verify.
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
-import glob
 import os
 import shutil
-import socket
-import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from sqlalchemy import Column, Connection, Engine, MetaData, Table, create_engine, insert, text
+from sqlalchemy import Column, Connection, Engine, MetaData, Table, insert
 
+from _support import BenchError, log, postgres_cluster
 from troth.audit.log import AuditEvent, AuditLog, read_heads
 from troth.keyring.kek import LocalKEK
 from troth.keyring.keys import Keyring
@@ -58,74 +55,6 @@ VERIFY_ENTRIES = 1_000_000
 FILL_BATCH = 10_000  # events per transaction while filling the log for verify
 FILL_SUBJECTS = 10_000
 APPEND_GOAL = 0.5
-
-
-class BenchError(Exception):
-    """The bench itself could not run (not a missed goal)."""
-
-
-def log(message: str) -> None:
-    print(f"[bench] {message}", file=sys.stderr, flush=True)
-
-
-# --- a throwaway PostgreSQL cluster (as bench/consent.py starts one) -----------------------
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def as_postgres(cmd: list[str]) -> list[str]:
-    """initdb and postgres refuse to run as root: drop to 'postgres' when we are root."""
-    return ["runuser", "-u", "postgres", "--", *cmd] if os.geteuid() == 0 else cmd
-
-
-@contextlib.contextmanager
-def postgres_server(base: Path, databases: tuple[str, ...]) -> Iterator[tuple[list[str], str]]:
-    """A throwaway cluster from the Debian server binaries; yields one URL per database and
-    a line describing the server."""
-    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
-    if not found:
-        raise BenchError("PostgreSQL server binaries are missing (scripts/install-test-deps.sh)")
-    bindir = os.path.dirname(found[-1])
-    data, sockets = base / "data", base / "run"
-    sockets.mkdir(parents=True)
-    if os.geteuid() == 0:
-        shutil.chown(base, "postgres")
-        shutil.chown(sockets, "postgres")
-    port = free_port()
-    subprocess.run(
-        as_postgres([f"{bindir}/initdb", "-D", str(data), "-A", "trust", "-U", "troth",
-                     "--no-sync", "-E", "UTF8", "--locale=C"]),
-        check=True, capture_output=True,
-    )  # fmt: skip
-    pg_log = base / "postgres.log"
-    subprocess.run(
-        as_postgres([f"{bindir}/pg_ctl", "-D", str(data), "-l", str(pg_log), "-w", "-t", "60",
-                     "-o", f"-p {port} -k {sockets} -c listen_addresses=127.0.0.1", "start"]),
-        check=True, capture_output=True,
-    )  # fmt: skip
-    try:
-        server = f"postgresql+psycopg://troth@127.0.0.1:{port}"
-        admin = create_engine(f"{server}/postgres", isolation_level="AUTOCOMMIT")
-        with admin.connect() as conn:
-            for name in databases:
-                conn.execute(text(f'CREATE DATABASE "{name}"'))
-            settings = {
-                name: conn.execute(text(f"SHOW {name}")).scalar_one()
-                for name in ("server_version", "fsync", "synchronous_commit")
-            }
-        admin.dispose()
-        about = ", ".join(f"{k}={v}" for k, v in settings.items())
-        log("PostgreSQL " + about)
-        yield [f"{server}/{name}" for name in databases], about
-    finally:
-        subprocess.run(
-            as_postgres([f"{bindir}/pg_ctl", "-D", str(data), "-m", "fast", "stop"]),
-            check=False, capture_output=True,
-        )  # fmt: skip
 
 
 # --- appends ------------------------------------------------------------------------------
@@ -424,7 +353,7 @@ def main() -> int:
         )
         pg_base = Path(tempfile.mkdtemp(prefix="troth-bench-pg-"))
         try:
-            with postgres_server(pg_base, ("troth_append", "troth_verify")) as (urls, pg_about):
+            with postgres_cluster(pg_base, ("troth_append", "troth_verify")) as (urls, pg_about):
                 results.append(run_engine("PostgreSQL", urls[0], urls[1], tmp / "pg"))
         finally:
             shutil.rmtree(pg_base, ignore_errors=True)

@@ -21,12 +21,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import glob
 import gzip
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import tarfile
@@ -37,8 +35,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
-from sqlalchemy import create_engine, text
 
+from _support import BenchError, free_port, log, postgres_cluster
 from troth.consent.ledger import CategoryState, Effective
 from troth.policy.compiled import compile_policy
 from troth.policy.loader import load_policy
@@ -95,70 +93,14 @@ end
 """
 
 
-class BenchError(Exception):
-    """The bench itself could not run (not a missed goal)."""
-
-
-def log(message: str) -> None:
-    print(f"[bench] {message}", file=sys.stderr, flush=True)
-
-
 # --- processes ----------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def as_postgres(cmd: list[str]) -> list[str]:
-    """initdb and postgres refuse to run as root: drop to 'postgres' when we are root."""
-    return ["runuser", "-u", "postgres", "--", *cmd] if os.geteuid() == 0 else cmd
 
 
 @contextlib.contextmanager
 def postgres_server(base: Path) -> Iterator[str]:
-    """A throwaway PostgreSQL cluster from the Debian server binaries; yields a database URL."""
-    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
-    if not found:
-        raise BenchError("PostgreSQL server binaries are missing (scripts/install-test-deps.sh)")
-    bindir = os.path.dirname(found[-1])
-    data, sockets = base / "data", base / "run"
-    sockets.mkdir(parents=True)
-    if os.geteuid() == 0:
-        shutil.chown(base, "postgres")
-        shutil.chown(sockets, "postgres")
-    port = free_port()
-    subprocess.run(
-        as_postgres([f"{bindir}/initdb", "-D", str(data), "-A", "trust", "-U", "troth",
-                     "--no-sync", "-E", "UTF8", "--locale=C"]),
-        check=True, capture_output=True,
-    )  # fmt: skip
-    pg_log = base / "postgres.log"
-    subprocess.run(
-        as_postgres([f"{bindir}/pg_ctl", "-D", str(data), "-l", str(pg_log), "-w", "-t", "60",
-                     "-o", f"-p {port} -k {sockets} -c listen_addresses=127.0.0.1 "
-                     "-c max_connections=200", "start"]),
-        check=True, capture_output=True,
-    )  # fmt: skip
-    try:
-        server = f"postgresql+psycopg://troth@127.0.0.1:{port}"
-        admin = create_engine(f"{server}/postgres", isolation_level="AUTOCOMMIT")
-        with admin.connect() as conn:
-            conn.execute(text('CREATE DATABASE "troth_bench"'))
-            settings = {
-                name: conn.execute(text(f"SHOW {name}")).scalar_one()
-                for name in ("server_version", "fsync", "synchronous_commit")
-            }
-        admin.dispose()
-        log("PostgreSQL " + ", ".join(f"{k}={v}" for k, v in settings.items()))
-        yield f"{server}/troth_bench"
-    finally:
-        subprocess.run(
-            as_postgres([f"{bindir}/pg_ctl", "-D", str(data), "-m", "immediate", "stop"]),
-            check=False, capture_output=True,
-        )  # fmt: skip
+    """A throwaway PostgreSQL cluster with one database; yields its URL."""
+    with postgres_cluster(base, ("troth_bench",)) as (urls, _about):
+        yield urls[0]
 
 
 @dataclass

@@ -23,11 +23,8 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import glob
 import os
 import shutil
-import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -42,13 +39,12 @@ from sqlalchemy import (
     MetaData,
     Table,
     bindparam,
-    create_engine,
     func,
     insert,
     select,
-    text,
 )
 
+from _support import BenchError, log, postgres_cluster
 from troth.audit.log import AuditLog
 from troth.keyring.kek import LocalKEK
 from troth.keyring.keys import Keyring
@@ -73,71 +69,14 @@ ROTATE_SUBJECTS = 100_000
 KEYS_PER_TX = 10_000
 
 
-class BenchError(Exception):
-    """The bench itself could not run (not a missed goal)."""
-
-
-def log(message: str) -> None:
-    print(f"[bench] {message}", file=sys.stderr, flush=True)
-
-
-# --- a throwaway PostgreSQL cluster (as bench/consent.py starts one) -----------------------
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def as_postgres(cmd: list[str]) -> list[str]:
-    """initdb and postgres refuse to run as root: drop to 'postgres' when we are root."""
-    return ["runuser", "-u", "postgres", "--", *cmd] if os.geteuid() == 0 else cmd
+# --- a throwaway PostgreSQL cluster (bench/_support.py) --------------------------------------
 
 
 @contextlib.contextmanager
 def postgres_server(base: Path) -> Iterator[tuple[str, str]]:
-    """A throwaway cluster from the Debian server binaries; yields a database URL and a line
-    describing the server."""
-    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
-    if not found:
-        raise BenchError("PostgreSQL server binaries are missing (scripts/install-test-deps.sh)")
-    bindir = os.path.dirname(found[-1])
-    data, sockets = base / "data", base / "run"
-    sockets.mkdir(parents=True)
-    if os.geteuid() == 0:
-        shutil.chown(base, "postgres")
-        shutil.chown(sockets, "postgres")
-    port = free_port()
-    subprocess.run(
-        as_postgres([f"{bindir}/initdb", "-D", str(data), "-A", "trust", "-U", "troth",
-                     "--no-sync", "-E", "UTF8", "--locale=C"]),
-        check=True, capture_output=True,
-    )  # fmt: skip
-    pg_log = base / "postgres.log"
-    subprocess.run(
-        as_postgres([f"{bindir}/pg_ctl", "-D", str(data), "-l", str(pg_log), "-w", "-t", "60",
-                     "-o", f"-p {port} -k {sockets} -c listen_addresses=127.0.0.1", "start"]),
-        check=True, capture_output=True,
-    )  # fmt: skip
-    try:
-        server = f"postgresql+psycopg://troth@127.0.0.1:{port}"
-        admin = create_engine(f"{server}/postgres", isolation_level="AUTOCOMMIT")
-        with admin.connect() as conn:
-            conn.execute(text('CREATE DATABASE "troth_bench"'))
-            settings = {
-                name: conn.execute(text(f"SHOW {name}")).scalar_one()
-                for name in ("server_version", "fsync", "synchronous_commit")
-            }
-        admin.dispose()
-        about = ", ".join(f"{k}={v}" for k, v in settings.items())
-        log("PostgreSQL " + about)
-        yield f"{server}/troth_bench", about
-    finally:
-        subprocess.run(
-            as_postgres([f"{bindir}/pg_ctl", "-D", str(data), "-m", "fast", "stop"]),
-            check=False, capture_output=True,
-        )  # fmt: skip
+    """A throwaway cluster with one database; yields its URL and a line about the server."""
+    with postgres_cluster(base, ("troth_bench",)) as (urls, about):
+        yield urls[0], about
 
 
 # --- put and get --------------------------------------------------------------------------
