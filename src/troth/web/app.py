@@ -41,15 +41,12 @@ from troth.web.problems import BodyLimit, RateLimiter, problem
 from troth.web.security import SecurityHeaders
 from troth.web.services import Services
 from troth.web.stats_api import stats_router
-from troth.web.tracking_api import tracking_router
+from troth.web.tracking_api import PIXEL, tracking_router
 from troth.web.vault_api import vault_router
 
 __all__ = ["create_app", "create_app_from_env"]
 
 _HTML = "text/html; charset=utf-8"
-_PIXEL = bytes.fromhex(
-    "47494638396101000100800000000000ffffff21f90401000000002c000000000100010000020144003b"
-)
 
 
 async def _purge_hourly(services: Services, first_after: float = 60.0) -> None:
@@ -141,7 +138,7 @@ def create_app(policy: Policy, settings: Settings | None = None) -> FastAPI:
         for entry in static.iterdir()
         if Path(entry.name).suffix in types
     }
-    statics["pixel.gif"] = (_PIXEL, "image/gif")
+    statics["pixel.gif"] = (PIXEL, "image/gif")
     headers = {"X-Policy-Version": policy.version, "Vary": "Accept-Language"}
 
     def language(request: Request) -> str | None:

@@ -27,6 +27,7 @@ from troth.errors import TrackingError
 from troth.keyring.subjects import SUBJECT_PATTERN
 from troth.tracking.decide import HitDecision
 from troth.tracking.links import LinkClaims
+from troth.tracking.mail import OPEN_URL
 from troth.tracking.recorder import Hit
 from troth.tracking.tracker import Request, Tracker
 from troth.web.problems import problem
@@ -39,7 +40,6 @@ PIXEL = bytes.fromhex(
 )
 PIXEL_TYPES = frozenset({"pixel", "web_beacon"})
 EVENT_TYPES = frozenset({"pixel", "web_beacon", "sdk"})
-OPEN_URL = "https://troth.invalid/open"  # what an e-mail open token is signed for
 
 _PRINTABLE = r"^[^\x00-\x1f\x7f]*$"
 _NAME = r"^[a-z][a-z0-9_]{0,63}$"
