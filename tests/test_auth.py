@@ -37,12 +37,13 @@ from troth.auth.users import (
     login_attempt,
 )
 from troth.config import Settings
+from troth.consent.report import consent_report
 from troth.errors import TrothError
 from troth.policy.loader import LoadedPolicy
 from troth.store.engine import make_engine
 from troth.store.migrate import upgrade
 from troth.store.tables import consent_events, metadata, sessions, users
-from troth.web.admin import admin_router, consent_report
+from troth.web.admin import admin_router
 from troth.web.app import create_app
 from troth.web.auth_deps import SESSION_COOKIE, AuthProblem, auth_problem_handler
 from troth.web.security import ADMIN_CSP, HSTS, SecurityHeaders
