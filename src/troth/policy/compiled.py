@@ -55,7 +55,6 @@ class CompiledPolicy:
     activities: dict[str, CompiledActivity]
     activities_by_purpose: dict[str, tuple[CompiledActivity, ...]]
     purposes_by_category: dict[str, frozenset[str]]
-    consent_by_activity: dict[str, str | None]
     required_consents: frozenset[str]
     tracking_by_id: dict[str, TrackingTechnology]
     _cover: dict[tuple[str, str], _Cover] = field(repr=False)
@@ -219,7 +218,6 @@ def compile_policy(policy: Policy) -> CompiledPolicy:
         activities=activities,
         activities_by_purpose={k: tuple(v) for k, v in by_purpose.items()},
         purposes_by_category={k: frozenset(v) for k, v in by_category.items()},
-        consent_by_activity={k: a.consent for k, a in activities.items()},
         required_consents=frozenset(c.id for c in policy.consent_categories if c.required),
         tracking_by_id={t.id: t for t in policy.tracking},
         _cover=cover,
