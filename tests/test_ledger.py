@@ -11,7 +11,6 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import func, select, text
 
-from conftest import SEED
 from troth.audit.log import AuditLog
 from troth.consent.ledger import ConsentChange, ConsentLedger
 from troth.consent.receipts import ReceiptSigner, verify_receipt
@@ -281,8 +280,3 @@ def test_one_failing_write_does_not_sink_its_batch(ledger, engine):
     assert ok1["receipt_id"] != ok2["receipt_id"]
     with engine.connect() as conn:
         assert conn.execute(select(func.count()).select_from(consent_events)).scalar() == 2
-
-
-def test_seed_policy_loads(seed):
-    assert seed.policy.version == "1.0.0"
-    assert SEED.exists()
