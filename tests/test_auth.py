@@ -148,8 +148,8 @@ def test_role_table():
     assert grants("owner") == set(PERMISSIONS)
     assert grants("privacy_officer") == set(PERMISSIONS) - {"vault.use"}
     assert grants("support_agent") == {"admin.view", "requests.view", "policy.view"}
-    assert grants("service") == {"vault.use", "consent.manage"}
-    assert grants("auditor") == {"admin.view", "audit.read"}
+    assert grants("service") == {"vault.use", "consent.manage", "disclosures.record"}
+    assert grants("auditor") == {"admin.view", "audit.read", "transfers.view"}
     assert not allows("support_agent", "requests.export")
     assert all(set(roles) <= set(ROLES) for roles in PERMISSIONS.values())
     with pytest.raises(ValueError, match="not a permission"):
@@ -354,6 +354,8 @@ RULES: list[tuple[str, str, str]] = [
     ("POST", "/api/vault/get", "vault.use"),
     ("POST", "/api/vault/limits*", "consent.manage"),
     ("GET", "/api/audit/*", "audit.read"),
+    # --- data subject rights (F5): add rules below this line ---
+    # --- transfers, disclosures, legal requests (F6): add rules below this line ---
 ]
 
 SAMPLES = {

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from troth import cli_rights, cli_scan, cli_transfers
 from troth.config import Settings
 from troth.errors import TrothError
 from troth.policy.diff import diff_policies
@@ -700,6 +701,10 @@ def mail_tag(
     what = "tracked" if tagged.tracked else "clean links"
     pixel = ", open pixel" if tagged.pixel else ""
     typer.echo(f"{what}: {_count(tagged.links_rewritten, 'link')} rewritten{pixel}", err=True)
+
+
+for _capability in (cli_rights, cli_transfers, cli_scan):
+    _capability.register(app)
 
 
 def main() -> None:

@@ -11,6 +11,8 @@ TROTH_ERASURES       the list of erased subjects (keyed hashes) that a restore r
                      default ./troth-audit/erasures.jsonl
 TROTH_ORIGINS        comma-separated site origins allowed to call the API (CORS)
 TROTH_THREADS        request threads per worker (default 8)
+TROTH_DATASETS       the dataset annotations of the service's own databases (data subject
+                     rights); default: datasets.yaml beside the policy, if there is one
 TROTH_TRUST_PROXY    honour X-Forwarded-Proto from a TLS-terminating proxy (default false)
 """
 
@@ -37,6 +39,7 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=16_384, ge=1024)
     write_rate_per_minute: int = Field(default=120, ge=1)
     threads: int = Field(default=8, ge=1, le=256)  # request threads per worker
+    datasets: Path | None = None
     trust_proxy: bool = False  # honour X-Forwarded-Proto (behind a TLS-terminating proxy)
 
     def origin_list(self) -> list[str]:

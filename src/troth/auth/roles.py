@@ -57,6 +57,14 @@ PERMISSIONS: Final[Mapping[str, frozenset[str]]] = {
     # data subject requests: see them, and export what they produce
     "requests.view": frozenset({"owner", "privacy_officer", "support_agent"}),
     "requests.export": _ALL_BUT_SERVICE,
+    # act on data subject requests: approve, extend, execute, reject
+    "requests.manage": _ALL_BUT_SERVICE,
+    # recipients, transfers and the disclosure log (read)
+    "transfers.view": frozenset({"owner", "privacy_officer", "auditor"}),
+    # record a disclosure to a recipient
+    "disclosures.record": frozenset({"owner", "privacy_officer", "service"}),
+    # requests from authorities and the legal holds they create
+    "legal.manage": _ALL_BUT_SERVICE,
     # the policy in force, its versions and their differences
     "policy.view": frozenset({"owner", "privacy_officer", "support_agent"}),
 }

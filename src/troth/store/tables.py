@@ -12,7 +12,6 @@ from sqlalchemy import (
     Index,
     Integer,
     LargeBinary,
-    MetaData,
     String,
     Table,
     Text,
@@ -36,16 +35,7 @@ __all__ = [
     "vault_values",
 ]
 
-metadata = MetaData(
-    naming_convention={
-        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
-        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
-        "pk": "pk_%(table_name)s",
-    }
-)
-
-# SQLite only auto-increments INTEGER PRIMARY KEY; PostgreSQL gets a BIGINT identity.
-Id = BigInteger().with_variant(Integer(), "sqlite")
+from troth.store._schema import Id, metadata
 
 policy_versions = Table(
     "policy_versions",
@@ -210,3 +200,7 @@ tracking_salts = Table(
     Column("day", Date, primary_key=True),
     Column("salt", LargeBinary, nullable=False),
 )
+
+# Tables of the later capabilities are declared in their own modules on the same metadata;
+# importing them here makes `metadata` complete for migrations, backups and tests.
+from troth.store import tables_rights, tables_transfers  # noqa: E402, F401

@@ -31,7 +31,7 @@ from troth.errors import KeyringError, PurposeDenied
 from troth.keyring.keys import Keyring
 from troth.keyring.subjects import SubjectHasher
 from troth.policy.compiled import CompiledPolicy
-from troth.store.engine import writing
+from troth.store.engine import reading, writing
 from troth.store.tables import processing_limits, vault_values
 
 __all__ = ["LimitKind", "Vault", "VaultDecision"]
@@ -285,6 +285,13 @@ class Vault:
             head = self.audit.take_head(conn)
         self.audit.publish(head)
         return int(result.rowcount)
+
+    def holds(self, subject: str) -> list[tuple[str, str]]:
+        """The subject's active legal holds as (scope, reason); scope is '*' (all data) or a
+        data category id. Erasure elsewhere (data subject rights) keeps what they cover."""
+        with reading(self.engine).connect() as conn:
+            limits = self._limits(conn, self.hash(subject))
+        return [(scope, reason) for kind, scope, reason in limits if kind == "legal_hold"]
 
     def erase(self, subject: str, *, actor: str) -> dict[str, int]:
         """Delete the subject's values and destroy their data key, unless a legal hold says no."""

@@ -19,7 +19,6 @@ from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from jinja2 import Environment, PackageLoader, StrictUndefined
 from starlette.concurrency import run_in_threadpool
 
 from troth.audit.log import AuditEvent
@@ -29,6 +28,8 @@ from troth.auth.sessions import SESSION_LIFETIME, create_session, destroy_sessio
 from troth.auth.users import LOCK_FOR, MAX_FAILURES, list_users, login_attempt
 from troth.consent.report import ConsentReport, consent_report
 from troth.errors import TrothError
+from troth.web.admin_pages import NO_STORE as _NO_STORE
+from troth.web.admin_pages import render_admin
 from troth.web.auth_deps import (
     SESSION_COOKIE,
     Principal,
@@ -43,18 +44,6 @@ from troth.web.stats_api import RangeError, analytics_chart, analytics_report, p
 __all__ = ["LOGIN_COOKIE", "admin_router"]
 
 LOGIN_COOKIE = "troth_login"
-_NO_STORE = {"Cache-Control": "no-store"}
-
-# (link, label, permission): the navigation, filtered by the viewer's role
-_NAV = (
-    ("/admin", "Overview", "admin.view"),
-    ("/admin#policy", "Policy", "policy.view"),
-    ("/admin#consent", "Consent", "consent.report"),
-    ("/admin/analytics", "Analytics", "consent.report"),
-    ("/admin#audit", "Audit log", "audit.read"),
-    ("/admin#requests", "Requests", "requests.view"),
-    ("/admin/users", "Users", "admin.users"),
-)
 
 
 @dataclass(frozen=True)
@@ -151,13 +140,6 @@ def admin_router(
     """The admin pages under ``/admin``. Sign-in attempts are limited per client network
     (``login_rate_per_minute``, bursts up to 10); ``trust_forwarded_proto`` as for
     :class:`troth.web.security.SecurityHeaders` (cookies are ``Secure`` over HTTPS)."""
-    env = Environment(
-        loader=PackageLoader("troth.web", "templates"),
-        autoescape=True,
-        undefined=StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-    )
     limiter = RateLimiter(login_rate_per_minute)
     last_verified: list[_Verified] = []  # the latest audit verification in this process
     router = APIRouter(include_in_schema=False)
@@ -174,20 +156,7 @@ def admin_router(
         headers: Mapping[str, str] | None = None,
         **context: Any,
     ) -> HTMLResponse:
-        here = request.url.path
-        nav = [
-            {"href": href, "label": label, "current": href == here}
-            for href, label, permission in _NAV
-            if principal is not None and principal.may(permission)
-        ]
-        body = env.get_template(f"admin/{template}").render(
-            title=title,
-            service=request.app.state.services.policy.service,
-            principal=principal,
-            nav=nav,
-            **context,
-        )
-        return HTMLResponse(body, status_code=status, headers={**_NO_STORE, **(headers or {})})
+        return render_admin(request, template, title, principal, status, headers, **context)
 
     def login_page(
         request: Request,

@@ -38,10 +38,12 @@ from troth.web.consent_api import consent_router
 from troth.web.mail_api import mail_router
 from troth.web.pages import PageRenderer
 from troth.web.problems import BodyLimit, RateLimiter, problem
+from troth.web.rights_api import rights_router
 from troth.web.security import SecurityHeaders
 from troth.web.services import Services
 from troth.web.stats_api import stats_router
 from troth.web.tracking_api import PIXEL, tracking_router
+from troth.web.transfers_api import transfers_router
 from troth.web.vault_api import vault_router
 
 __all__ = ["create_app", "create_app_from_env"]
@@ -245,6 +247,8 @@ def create_app(policy: Policy, settings: Settings | None = None) -> FastAPI:
     app.include_router(mail_router())
     app.include_router(tracking_router())
     app.include_router(stats_router())
+    app.include_router(rights_router(services))
+    app.include_router(transfers_router(services))
     app.add_exception_handler(AuthProblem, auth_problem_handler)
 
     @app.exception_handler(StarletteHTTPException)

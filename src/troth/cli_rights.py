@@ -1,0 +1,12 @@
+"""`troth` commands of the rights capability, added to the main command by :func:`register`."""
+
+from __future__ import annotations
+
+import typer
+
+__all__ = ["register"]
+
+
+def register(app: typer.Typer) -> None:
+    """Add this capability's commands and command groups to ``app``."""
+    _ = app
