@@ -5,6 +5,8 @@ Each rule has a stable code. Errors make ``troth check`` exit 1; warnings are re
 
 from __future__ import annotations
 
+import calendar
+import datetime as dt
 import functools
 from collections.abc import Collection, Iterator
 from dataclasses import dataclass
@@ -13,8 +15,9 @@ from typing import Any, Literal, get_args
 from pydantic import BaseModel
 
 from troth.errors import Location
+from troth.policy.adequacy import adequacy_data, covered_countries, regimes_of, transfer_problems
 from troth.policy.loader import LoadedPolicy
-from troth.policy.model import Policy
+from troth.policy.model import Policy, Recipient
 from troth.policy.vocabulary import vocabulary
 
 __all__ = ["Finding", "lint"]
@@ -54,12 +57,21 @@ def _dotted(loc: Loc) -> str:
     return out
 
 
-def lint(loaded: LoadedPolicy, locales: Collection[str] | None = None) -> list[Finding]:
-    """Every finding for a loaded policy, errors first, each with its place in the file."""
+def lint(
+    loaded: LoadedPolicy,
+    locales: Collection[str] | None = None,
+    *,
+    today: dt.date | None = None,
+) -> list[Finding]:
+    """Every finding for a loaded policy, errors first, each with its place in the file.
+
+    ``today`` (default: the current date) decides whether the shipped adequacy data set is
+    too old to trust."""
     policy = loaded.policy
     found: list[Finding] = []
     for rule in _RULES:
         found.extend(rule(policy))
+    found.extend(_stale_data(policy, today or dt.date.today()))
     if locales is not None:
         for i, lang in enumerate(policy.languages):
             if lang not in locales:
@@ -245,36 +257,25 @@ def _controller_region(policy: Policy) -> set[str]:
 
 def _recipients(policy: Policy) -> Iterator[Finding]:
     vocab = vocabulary()
+    bound = bool(regimes_of(policy))
     region = _controller_region(policy)
     for ri, r in enumerate(policy.recipients):
         loc: Loc = ("recipients", ri)
-        outside = [c for c in r.countries if not vocab.members(c) <= region]
-        if outside and r.transfer is None:
-            yield Finding(
-                "error",
-                "T020",
-                (*loc, "countries"),
-                f"recipient '{r.id}' is in {', '.join(outside)}, outside the controller's region, "
-                "but has no transfer mechanism (add 'transfer'; GDPR Chapter V)",
-            )
-        if r.transfer is not None:
-            t = r.transfer
-            if t.mechanism == "eu-gdpr:A46-2-c" and t.scc_module is None:
+        if bound:
+            for p in transfer_problems(policy, r, policy.effective):
+                yield Finding("error", p.code, (*loc, *p.field), _on_effective(p.message, policy))
+        else:
+            outside = [c for c in r.countries if not vocab.members(c) <= region]
+            if outside and r.transfer is None:
                 yield Finding(
                     "error",
-                    "T021",
-                    (*loc, "transfer"),
-                    f"recipient '{r.id}' uses standard contractual clauses but does not say "
-                    "which module (add 'scc_module': 1-4)",
+                    "T020",
+                    (*loc, "countries"),
+                    f"recipient '{r.id}' is in {', '.join(outside)}, outside the controller's "
+                    "region, but has no transfer mechanism (add 'transfer'; GDPR Chapter V)",
                 )
-            if t.valid_until is not None and t.valid_until < policy.effective:
-                yield Finding(
-                    "error",
-                    "T022",
-                    (*loc, "transfer", "valid_until"),
-                    f"the transfer mechanism of '{r.id}' expired on {t.valid_until}, before the "
-                    f"policy takes effect ({policy.effective})",
-                )
+        if r.transfer is not None and (not bound or covered_countries(policy, r)):
+            yield from _transfer_practice(r, loc)
         if r.type == "advertising_network" and r.opt_out is None:
             yield Finding(
                 "warning",
@@ -293,6 +294,59 @@ def _recipients(policy: Policy) -> Iterator[Finding]:
                     (*loc, "categories", ci),
                     f"recipient '{r.id}' receives '{cat}', which none of its purposes processes",
                 )
+
+
+def _on_effective(message: str, policy: Policy) -> str:
+    return message.replace(
+        f"before {policy.effective}", f"before the policy takes effect ({policy.effective})"
+    ).replace(f"on {policy.effective}", f"on the policy's effective date ({policy.effective})")
+
+
+_DEROGATION_PREFIX = "eu-gdpr:A49-"
+
+
+def _transfer_practice(r: Recipient, loc: Loc) -> Iterator[Finding]:
+    t = r.transfer
+    assert t is not None
+    if t.mechanism.startswith(_DEROGATION_PREFIX) and r.type != "authority":
+        yield Finding(
+            "warning",
+            "T028",
+            (*loc, "transfer", "mechanism"),
+            f"'{r.id}' receives data under an Art. 49 derogation, which covers only occasional, "
+            "non-repetitive transfers (EDPB Guidelines 2/2018); a regular recipient needs "
+            "adequacy or Art. 46 safeguards",
+        )
+    if t.mechanism != "eu-gdpr:A45-3" and (t.adequacy or t.adequacy_scope):
+        yield Finding(
+            "warning",
+            "T019",
+            (*loc, "transfer", "adequacy" if t.adequacy else "adequacy_scope"),
+            f"'{r.id}' names adequacy decisions or scope but its mechanism is not adequacy; "
+            "they are ignored",
+        )
+
+
+def _stale_data(policy: Policy, today: dt.date) -> Iterator[Finding]:
+    data = adequacy_data()
+    if not any(r.transfer for r in policy.recipients):
+        return
+    if data.reviewed < _months_before(today, 6):
+        yield Finding(
+            "warning",
+            "T029",
+            ("recipients",),
+            f"troth's adequacy data set ({data.version}) was last reviewed on {data.reviewed}, "
+            f"more than six months before today ({today}); adequacy decisions may have been "
+            "adopted, renewed or annulled since: update troth",
+        )
+
+
+def _months_before(day: dt.date, months: int) -> dt.date:
+    month = day.month - months
+    year = day.year + (month - 1) // 12
+    month = (month - 1) % 12 + 1
+    return dt.date(year, month, min(day.day, calendar.monthrange(year, month)[1]))
 
 
 def _purpose_acts(policy: Policy, pid: str) -> list[tuple[str, Any]]:

@@ -8,9 +8,16 @@ knows where in the file each reference was written.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 
 from troth.policy.types import (
     CountryCode,
@@ -205,11 +212,48 @@ class TrackingTechnology(_Model):
         return self
 
 
+def _known(kind: Literal["decision", "condition"]) -> Any:
+    def check(values: list[str]) -> list[str]:
+        from troth.policy.adequacy import adequacy_data  # the data set imports this module
+
+        data = adequacy_data()
+        pool = data.decisions if kind == "decision" else data.conditions
+        for value in values:
+            if value not in pool:
+                noun = "adequacy decision" if kind == "decision" else "adequacy scope condition"
+                raise ValueError(
+                    f"unknown {noun} {value!r}{data.suggest(kind, value)} (troth's adequacy "
+                    f"data set {data.version} lists: {', '.join(sorted(pool))})"
+                )
+        return values
+
+    return check
+
+
+SccDecisionKey = Literal["2021/914", "2010/87", "2004/915", "2001/497"]
+
+
 class Transfer(_Model):
+    """How personal data may lawfully leave the controller's region for a recipient.
+
+    ``mechanism`` is the GDPR Chapter V basis: adequacy (Art. 45), standard contractual
+    clauses, binding corporate rules (Art. 46) or one named Art. 49 derogation. For adequacy,
+    ``adequacy`` may name the decisions relied on (ids of troth's adequacy data set; by
+    default every decision covering the recipient's countries is considered), and
+    ``adequacy_scope`` states what the recipient meets to fall inside a partial decision
+    (e.g. ``dpf_certified``). ``assessed`` is the date of the transfer impact assessment.
+    """
+
     mechanism: TransferBasisKey
+    adequacy: Annotated[list[str], AfterValidator(_known("decision"))] = Field(default_factory=list)
+    adequacy_scope: Annotated[list[str], AfterValidator(_known("condition"))] = Field(
+        default_factory=list
+    )
+    scc: SccDecisionKey = "2021/914"
     scc_module: Literal[1, 2, 3, 4] | None = None
     reference: str | None = None
     assessed: dt.date | None = None
+    valid_from: dt.date | None = None
     valid_until: dt.date | None = None
     note: Text | None = None
 
