@@ -14,6 +14,26 @@ TROTH_THREADS        request threads per worker (default 8)
 TROTH_DATASETS       the dataset annotations of the service's own databases (data subject
                      rights); default: datasets.yaml beside the policy, if there is one
 TROTH_TRUST_PROXY    honour X-Forwarded-Proto from a TLS-terminating proxy (default false)
+
+Data subject requests (F5):
+TROTH_PUBLIC_URL     the address people reach troth at, for links in e-mails (download
+                     links); default: the policy's url. Never taken from a request's Host.
+TROTH_SMTP_URL       smtp://user:password@host:587 (STARTTLS), smtps://... (TLS), or
+                     smtp://host:25?tls=none (a local relay); unset: mail goes to the outbox
+TROTH_OUTBOX         where mail goes without SMTP, one .eml per message (0600);
+                     default ./troth-outbox
+TROTH_MAIL_FROM      the sender of request e-mails; default: the policy controller's e-mail
+TROTH_RIGHTS_AUTO_APPROVE  request kinds approved without a privacy officer once the
+                     identity is verified (comma-separated; default access,portability,
+                     restriction,objection; erasure and rectification wait for an officer)
+TROTH_RIGHTS_WORKER  run request jobs inside `troth serve` too (default true); more
+                     workers: `troth rights work`
+TROTH_RIGHTS_CODE_MINUTES    how long an e-mailed verification code is valid (default 30)
+TROTH_RIGHTS_CODE_ATTEMPTS   wrong codes before it is void (default 5)
+TROTH_RIGHTS_DOWNLOAD_HOURS  how long a download link works (default 72; once only)
+TROTH_RIGHTS_LEASE_SECONDS   a worker's lease on a job; a crashed worker's job is taken
+                     over after it (default 300)
+TROTH_RIGHTS_MAX_ATTEMPTS    tries per job before it is marked failed (default 5)
 """
 
 from __future__ import annotations
@@ -41,6 +61,20 @@ class Settings(BaseSettings):
     threads: int = Field(default=8, ge=1, le=256)  # request threads per worker
     datasets: Path | None = None
     trust_proxy: bool = False  # honour X-Forwarded-Proto (behind a TLS-terminating proxy)
+    public_url: str = ""
+    smtp_url: str | None = None
+    outbox: Path = Path("troth-outbox")
+    mail_from: str | None = None
+    rights_auto_approve: str = "access,portability,restriction,objection"
+    rights_worker: bool = True
+    rights_code_minutes: int = Field(default=30, ge=1, le=24 * 60)
+    rights_code_attempts: int = Field(default=5, ge=1, le=20)
+    rights_download_hours: int = Field(default=72, ge=1, le=24 * 30)
+    rights_lease_seconds: int = Field(default=300, ge=5)
+    rights_max_attempts: int = Field(default=5, ge=1, le=100)
+
+    def auto_approve_kinds(self) -> frozenset[str]:
+        return frozenset(k.strip() for k in self.rights_auto_approve.split(",") if k.strip())
 
     def origin_list(self) -> list[str]:
         return [o.strip().rstrip("/") for o in self.origins.split(",") if o.strip()]

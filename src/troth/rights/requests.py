@@ -1,0 +1,716 @@
+"""The lifecycle of a data subject request.
+
+    submitted ──(e-mail code, or an authenticated account)──> verified
+    verified ──(automatically for the kinds configured, or a privacy officer)──> approved
+    approved ──(jobs queued, one per datastore)──> executing ──(all jobs done)──> completed
+    any open state ──(a privacy officer, with a reason)──> rejected
+
+The deadline is one calendar month from receipt, extendable by up to two months with a
+reason. Every step is a row in ``rights_steps`` (shown to officers) and an audit entry
+that names the subject only by keyed hash. Identities (and a rectification's new values)
+are personal data: they are kept sealed, and never appear in URLs, logs, steps or audit
+entries.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Connection, Engine, delete, func, insert, select, update
+from sqlalchemy.engine import Row
+
+from troth.audit.log import AuditEvent, AuditLog
+from troth.keyring.subjects import SUBJECT_PATTERN
+from troth.rights.codes import Sealer, new_code, normalise_code
+from troth.rights.mailer import Mailer
+from troth.rights.requests_deadlines import (
+    DUE_SOON_DAYS,
+    MAX_EXTENSION_MONTHS,
+    add_months,
+    due_date,
+)
+from troth.rights.requests_errors import RequestError
+from troth.store.engine import reading, writing
+from troth.store.tables_rights import rights_codes, rights_requests, rights_steps
+
+__all__ = [
+    "IDENTITY_KINDS",
+    "KINDS",
+    "OPEN_STATES",
+    "DeskConfig",
+    "Outbox",
+    "RequestDesk",
+    "RequestView",
+    "Step",
+    "Workload",
+]
+
+KINDS = ("access", "portability", "erasure", "rectification", "restriction", "objection")
+STATES = ("submitted", "verified", "approved", "executing", "completed", "rejected")
+OPEN_STATES = ("submitted", "verified", "approved", "executing")
+IDENTITY_KINDS = ("email", "account_id", "phone", "device_id")
+MAX_CODES = 5  # codes sent per request (the first and four more)
+
+_EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]{2,}$")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_ID = re.compile(r"^[0-9a-f]{32}$")
+
+Clock = Callable[[], dt.datetime]
+
+
+def _utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def _aware(moment: dt.datetime) -> dt.datetime:
+    """SQLite hands back naive datetimes; every moment troth stores is UTC."""
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=dt.UTC)
+
+
+@dataclass(frozen=True)
+class DeskConfig:
+    auto_approve: frozenset[str] = frozenset({"access", "portability", "restriction", "objection"})
+    code_ttl: dt.timedelta = dt.timedelta(minutes=30)
+    code_attempts: int = 5
+    public_url: str = ""
+    service: str = "our service"
+
+
+@dataclass(frozen=True)
+class Step:
+    at: dt.datetime
+    step: str
+    actor: str
+    note: str
+
+
+@dataclass(frozen=True)
+class RequestView:
+    """What officers and the requester may see of a request: nothing personal."""
+
+    id: str
+    kind: str
+    state: str
+    channel: str
+    language: str
+    params: Mapping[str, Any]
+    verified_by: str | None
+    received_at: dt.datetime
+    due: dt.date
+    extended_due: dt.date | None
+    extension_reason: str | None
+    reason: str | None
+    result: Mapping[str, Any] | None
+    completed_at: dt.datetime | None
+    steps: tuple[Step, ...] = ()
+
+    @property
+    def deadline(self) -> dt.date:
+        return self.extended_due or self.due
+
+    @property
+    def open(self) -> bool:
+        return self.state in OPEN_STATES
+
+    def overdue(self, today: dt.date) -> bool:
+        return self.open and today > self.deadline
+
+    def due_soon(self, today: dt.date) -> bool:
+        return self.open and today <= self.deadline <= today + dt.timedelta(DUE_SOON_DAYS)
+
+    def as_dict(self, today: dt.date) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "kind": self.kind,
+            "state": self.state,
+            "channel": self.channel,
+            "language": self.language,
+            "params": dict(self.params),
+            "verified_by": self.verified_by,
+            "received_at": self.received_at.isoformat(),
+            "deadline": self.deadline.isoformat(),
+            "due": self.due.isoformat(),
+            "extended_due": self.extended_due.isoformat() if self.extended_due else None,
+            "extension_reason": self.extension_reason,
+            "overdue": self.overdue(today),
+            "reason": self.reason,
+            "result": dict(self.result) if self.result is not None else None,
+            "completed_at": self.completed_at.isoformat() if self.completed_at else None,
+            "steps": [
+                {"at": s.at.isoformat(), "step": s.step, "actor": s.actor, "note": s.note}
+                for s in self.steps
+            ],
+        }
+
+
+@dataclass(frozen=True)
+class Workload:
+    """Counts for the admin overview."""
+
+    open: int
+    due_soon: int
+    overdue: int
+    by_state: Mapping[str, int]
+
+
+@dataclass
+class Outbox:
+    """Mail to send once the transaction that decided it has committed."""
+
+    messages: list[tuple[str, str, str]] = field(default_factory=list)
+
+    def add(self, to: str, subject: str, body: str) -> None:
+        self.messages.append((to, subject, body))
+
+
+def _view(row: Row[Any], steps: Sequence[Step] = ()) -> RequestView:
+    return RequestView(
+        id=row.id,
+        kind=row.kind,
+        state=row.state,
+        channel=row.channel,
+        language=row.language,
+        params=row.params or {},
+        verified_by=row.verified_by,
+        received_at=_aware(row.received_at),
+        due=row.due,
+        extended_due=row.extended_due,
+        extension_reason=row.extension_reason,
+        reason=row.reason,
+        result=row.result,
+        completed_at=_aware(row.completed_at) if row.completed_at else None,
+        steps=tuple(steps),
+    )
+
+
+def check_identities(
+    identities: Mapping[str, Sequence[str]], kinds: Sequence[str] = IDENTITY_KINDS
+) -> dict[str, list[str]]:
+    """Validated, normalised identities (e-mail addresses in lower case, no duplicates).
+
+    Errors name the field, never the value."""
+    out: dict[str, list[str]] = {}
+    if not identities:
+        raise RequestError(422, "Invalid request", "identities: give at least one identity")
+    if len(identities) > len(kinds):
+        raise RequestError(422, "Invalid request", "identities: too many kinds")
+    for kind, values in identities.items():
+        if kind not in kinds:
+            raise RequestError(
+                422,
+                "Invalid request",
+                f"identities: unknown kind; use {', '.join(kinds)}",
+            )
+        if not values or len(values) > 20:
+            raise RequestError(422, "Invalid request", f"identities.{kind}: give 1 to 20 values")
+        clean: list[str] = []
+        for value in values:
+            value = value.strip()
+            if not value or len(value) > 254 or _CONTROL.search(value):
+                raise RequestError(
+                    422,
+                    "Invalid request",
+                    f"identities.{kind}: each value is 1-254 printable characters",
+                )
+            if kind == "email":
+                if not _EMAIL.match(value):
+                    raise RequestError(
+                        422, "Invalid request", "identities.email: not an e-mail address"
+                    )
+                value = value.lower()
+            if value not in clean:
+                clean.append(value)
+        out[kind] = clean
+    return out
+
+
+class RequestDesk:
+    """Submitting, verifying and deciding requests. Execution (jobs) is in
+    :mod:`troth.rights.requests_execution`; this class only queues it (``queue_execution``)."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        audit: AuditLog,
+        sealer: Sealer,
+        mailer: Mailer,
+        subject_hash: Callable[[str], str],
+        config: DeskConfig,
+        clock: Clock = _utcnow,
+    ) -> None:
+        """``subject_hash`` is the vault's hasher (account ids), so that a request about an
+        account carries the same pseudonym in the audit log as that account's other entries."""
+        self.engine = engine
+        self.audit = audit
+        self.sealer = sealer
+        self.mailer = mailer
+        self._account_hash = subject_hash
+        self.config = config
+        self.clock = clock
+        # set by the executor: queues a request's jobs inside the caller's transaction
+        self.queue_execution: Callable[[Connection, RequestView, str], None] | None = None
+
+    # --- reading ---------------------------------------------------------------------------
+
+    def today(self) -> dt.date:
+        return self.clock().astimezone(dt.UTC).date()
+
+    def get(self, request_id: str, *, steps: bool = True) -> RequestView:
+        self._check_id(request_id)
+        with reading(self.engine).connect() as conn:
+            row = conn.execute(
+                select(rights_requests).where(rights_requests.c.id == request_id)
+            ).first()
+            if row is None:
+                raise RequestError(404, "No such request", "request: no request with this id")
+            found = self._steps(conn, request_id) if steps else []
+        return _view(row, found)
+
+    def _steps(self, conn: Connection, request_id: str) -> list[Step]:
+        rows = conn.execute(
+            select(rights_steps)
+            .where(rights_steps.c.request_id == request_id)
+            .order_by(rights_steps.c.id)
+        ).all()
+        return [Step(_aware(r.at), r.step, r.actor, r.note) for r in rows]
+
+    def list_requests(self, state: str | None = None, limit: int = 500) -> list[RequestView]:
+        """Requests by deadline (earliest first); open ones only when ``state`` is 'open'."""
+        deadline = func.coalesce(rights_requests.c.extended_due, rights_requests.c.due)
+        query = select(rights_requests).order_by(deadline, rights_requests.c.received_at)
+        if state == "open":
+            query = query.where(rights_requests.c.state.in_(OPEN_STATES))
+        elif state is not None:
+            if state not in STATES:
+                raise RequestError(
+                    422, "Invalid request", f"state: use open or one of {', '.join(STATES)}"
+                )
+            query = query.where(rights_requests.c.state == state)
+        with reading(self.engine).connect() as conn:
+            rows = conn.execute(query.limit(limit)).all()
+        return [_view(r) for r in rows]
+
+    def workload(self) -> Workload:
+        today = self.today()
+        deadline = func.coalesce(rights_requests.c.extended_due, rights_requests.c.due)
+        soon = today + dt.timedelta(DUE_SOON_DAYS)
+        with reading(self.engine).connect() as conn:
+            by_state = {
+                r.state: int(r.n)
+                for r in conn.execute(
+                    select(rights_requests.c.state, func.count().label("n")).group_by(
+                        rights_requests.c.state
+                    )
+                )
+            }
+            is_open = rights_requests.c.state.in_(OPEN_STATES)
+            overdue = conn.execute(
+                select(func.count()).where(is_open, deadline < today)
+            ).scalar_one()
+            due_soon = conn.execute(
+                select(func.count()).where(is_open, deadline >= today, deadline <= soon)
+            ).scalar_one()
+        return Workload(
+            sum(by_state.get(s, 0) for s in OPEN_STATES), int(due_soon), int(overdue), by_state
+        )
+
+    def identities(self, request_id: str) -> dict[str, list[str]]:
+        """The identities the request was made with (personal data: for execution only)."""
+        with reading(self.engine).connect() as conn:
+            sealed = conn.execute(
+                select(rights_requests.c.sealed).where(rights_requests.c.id == request_id)
+            ).scalar_one_or_none()
+        if sealed is None:
+            raise RequestError(404, "No such request", "request: no request with this id")
+        opened: dict[str, list[str]] = self.sealer.open(request_id, sealed)["identities"]
+        return opened
+
+    def sealed_payload(self, conn: Connection, request_id: str) -> dict[str, Any]:
+        sealed = conn.execute(
+            select(rights_requests.c.sealed).where(rights_requests.c.id == request_id)
+        ).scalar_one()
+        payload: dict[str, Any] = self.sealer.open(request_id, sealed)
+        return payload
+
+    # --- writing helpers -------------------------------------------------------------------
+
+    @staticmethod
+    def _check_id(request_id: str) -> None:
+        if not _ID.match(request_id):
+            raise RequestError(404, "No such request", "request: no request with this id")
+
+    def _lock(self, conn: Connection, request_id: str) -> Row[Any]:
+        self._check_id(request_id)
+        row = conn.execute(
+            select(rights_requests).where(rights_requests.c.id == request_id).with_for_update()
+        ).first()
+        if row is None:
+            raise RequestError(404, "No such request", "request: no request with this id")
+        return row
+
+    def step(
+        self,
+        conn: Connection,
+        row: Row[Any] | RequestView,
+        step: str,
+        actor: str,
+        note: str = "",
+        **details: Any,
+    ) -> None:
+        """Record a step of the request: a row for officers and an audit entry."""
+        now = self.clock()
+        conn.execute(
+            insert(rights_steps).values(
+                request_id=row.id, at=now, step=step, actor=actor, note=note
+            )
+        )
+        subject = row.subject_hash if isinstance(row, Row) else self._subject_of(conn, row.id)
+        self.audit.append(
+            conn,
+            [
+                AuditEvent(
+                    f"rights.{step}",
+                    actor,
+                    subject,
+                    {"request": row.id, "kind": row.kind, **details},
+                )
+            ],
+        )
+
+    def _subject_of(self, conn: Connection, request_id: str) -> str:
+        subject: str = conn.execute(
+            select(rights_requests.c.subject_hash).where(rights_requests.c.id == request_id)
+        ).scalar_one()
+        return subject
+
+    def _set(self, conn: Connection, request_id: str, **values: Any) -> None:
+        conn.execute(
+            update(rights_requests)
+            .where(rights_requests.c.id == request_id)
+            .values(updated_at=self.clock(), **values)
+        )
+
+    def _commit(self, run: Callable[[Connection, Outbox], Any]) -> Any:
+        """Run ``run`` in one write transaction with its audit head, then send its mail."""
+        outbox = Outbox()
+        with writing(self.engine).begin() as conn:
+            result = run(conn, outbox)
+            head = self.audit.take_head(conn)
+        self.audit.publish(head)
+        self.deliver(outbox)
+        return result
+
+    def deliver(self, outbox: Outbox) -> None:
+        for to, subject, body in outbox.messages:
+            self.mailer.send(to, subject, body)
+
+    def _status_url(self, request_id: str) -> str:
+        return f"{self.config.public_url.rstrip('/')}/privacy/requests/{request_id}"
+
+    def _email_of(self, conn: Connection, request_id: str) -> str | None:
+        emails = self.sealed_payload(conn, request_id)["identities"].get("email") or []
+        return emails[0] if emails else None
+
+    def subject_hash_for(self, identities: Mapping[str, Sequence[str]]) -> str:
+        accounts = [a for a in identities.get("account_id", []) if SUBJECT_PATTERN.match(a)]
+        if accounts:
+            return self._account_hash(accounts[0])
+        kind = sorted(identities)[0]
+        return self.sealer.digest("subject", kind, sorted(identities[kind])[0])
+
+    # --- the lifecycle ---------------------------------------------------------------------
+
+    def submit(
+        self,
+        kind: str,
+        identities: Mapping[str, Sequence[str]],
+        *,
+        channel: str,
+        actor: str,
+        language: str,
+        params: Mapping[str, Any] | None = None,
+        corrections: Mapping[str, str] | None = None,
+        verified_by: str | None = None,
+        identity_kinds: Sequence[str] = IDENTITY_KINDS,
+    ) -> RequestView:
+        """Record a request. Without ``verified_by`` it waits for the code e-mailed to its
+        e-mail identity; with it (an authenticated account) it is verified at once."""
+        if kind not in KINDS:
+            raise RequestError(422, "Invalid request", f"kind: use one of {', '.join(KINDS)}")
+        clean = check_identities(identities, identity_kinds)
+        if verified_by is None and "email" not in clean:
+            raise RequestError(
+                422,
+                "Invalid request",
+                "identities.email: needed to send the verification code",
+            )
+        if kind == "rectification" and not corrections:
+            raise RequestError(
+                422, "Invalid request", "corrections: say which data to correct, and to what"
+            )
+        request_id = uuid.uuid4().hex
+        now = self.clock()
+        sealed = self.sealer.seal(
+            request_id, {"identities": clean, "corrections": dict(corrections or {})}
+        )
+        subject = self.subject_hash_for(clean)
+        code = new_code() if verified_by is None else None
+
+        def run(conn: Connection, outbox: Outbox) -> None:
+            conn.execute(
+                insert(rights_requests).values(
+                    id=request_id,
+                    kind=kind,
+                    state="submitted",
+                    subject_hash=subject,
+                    sealed=sealed,
+                    params=dict(params or {}),
+                    language=language,
+                    channel=channel,
+                    received_at=now,
+                    due=due_date(now),
+                    updated_at=now,
+                )
+            )
+            row = self._lock(conn, request_id)
+            self.step(conn, row, "submitted", actor, f"{kind} request via {channel}")
+            if code is not None:
+                self._new_code(conn, row, code, clean["email"][0], outbox, sent=1)
+            else:
+                assert verified_by is not None
+                self._verified(conn, row, verified_by, actor, outbox)
+
+        self._commit(run)
+        return self.get(request_id)
+
+    def _new_code(
+        self, conn: Connection, row: Row[Any], code: str, email: str, outbox: Outbox, sent: int
+    ) -> None:
+        minutes = int(self.config.code_ttl.total_seconds() // 60)
+        values = {
+            "code_hash": self.sealer.digest("code", row.id, code),
+            "expires_at": self.clock() + self.config.code_ttl,
+            "attempts": 0,
+            "sent": sent,
+        }
+        if sent == 1:
+            conn.execute(insert(rights_codes).values(request_id=row.id, **values))
+        else:
+            conn.execute(
+                update(rights_codes).where(rights_codes.c.request_id == row.id).values(**values)
+            )
+        self.step(conn, row, "code_sent", "troth", f"verification code {sent} e-mailed")
+        outbox.add(
+            email,
+            f"Your code for your privacy request to {self.config.service}",
+            f"Someone, hopefully you, asked {self.config.service} to act on the personal data "
+            f"held about this e-mail address ({row.kind} request).\n\n"
+            f"Your code: {code[:4]} {code[4:]}\n\n"
+            f"Enter it at {self._status_url(row.id)} within {minutes} minutes. If you did not "
+            "ask for this, ignore this e-mail: nothing happens without the code.\n",
+        )
+
+    def resend_code(self, request_id: str) -> RequestView:
+        def run(conn: Connection, outbox: Outbox) -> None:
+            row = self._lock(conn, request_id)
+            if row.state != "submitted":
+                raise RequestError(409, "Already verified", "request: it needs no code any more")
+            codes = conn.execute(
+                select(rights_codes.c.sent).where(rights_codes.c.request_id == request_id)
+            ).scalar_one_or_none()
+            if codes is None or codes >= MAX_CODES:
+                raise RequestError(
+                    429,
+                    "Too many codes",
+                    f"code: {MAX_CODES} codes were sent for this request; submit a new one",
+                )
+            email = self._email_of(conn, request_id)
+            assert email is not None  # requests verified by code always have one
+            self._new_code(conn, row, new_code(), email, outbox, sent=codes + 1)
+
+        self._commit(run)
+        return self.get(request_id)
+
+    def verify_code(self, request_id: str, code: str) -> RequestView:
+        """Accept the e-mailed code: verified (and approved, if configured). A wrong code
+        counts against the attempt limit, and the count is kept even though it raises."""
+        typed = normalise_code(code)
+        failure: list[RequestError] = []
+
+        def run(conn: Connection, outbox: Outbox) -> None:
+            row = self._lock(conn, request_id)
+            if row.state != "submitted":
+                raise RequestError(409, "Already verified", "request: it needs no code any more")
+            found = conn.execute(
+                select(rights_codes).where(rights_codes.c.request_id == request_id)
+            ).first()
+            if found is None:
+                raise RequestError(409, "No code", "code: none was sent for this request")
+            limit = self.config.code_attempts
+            if found.attempts >= limit:
+                raise RequestError(
+                    429,
+                    "Too many attempts",
+                    f"code: {limit} wrong attempts; ask for a new code",
+                )
+            if _aware(found.expires_at) <= self.clock():
+                raise RequestError(410, "Code expired", "code: it has expired; ask for a new one")
+            if not (
+                typed.isdigit() and self.sealer.matches(found.code_hash, "code", row.id, typed)
+            ):
+                conn.execute(
+                    update(rights_codes)
+                    .where(rights_codes.c.request_id == request_id)
+                    .values(attempts=rights_codes.c.attempts + 1)
+                )
+                left = limit - found.attempts - 1
+                self.step(conn, row, "code_refused", "requester", f"{left} attempts left")
+                failure.append(
+                    RequestError(
+                        422 if left else 429,
+                        "Wrong code",
+                        f"code: wrong; {left} attempt{'' if left == 1 else 's'} left"
+                        if left
+                        else "code: wrong, and that was the last attempt; ask for a new code",
+                    )
+                )
+                return
+            conn.execute(delete(rights_codes).where(rights_codes.c.request_id == request_id))
+            self._verified(conn, row, "email_code", "requester", outbox)
+
+        self._commit(run)
+        if failure:
+            raise failure[0]
+        return self.get(request_id)
+
+    def _verified(
+        self, conn: Connection, row: Row[Any], verified_by: str, actor: str, outbox: Outbox
+    ) -> None:
+        self._set(conn, row.id, state="verified", verified_by=verified_by)
+        self.step(conn, row, "verified", actor, f"identity verified by {verified_by}")
+        if row.kind in self.config.auto_approve:
+            self._approve(conn, row, "troth", "approved automatically (configured kind)", outbox)
+
+    def approve(self, request_id: str, actor: str) -> RequestView:
+        def run(conn: Connection, outbox: Outbox) -> None:
+            row = self._lock(conn, request_id)
+            if row.state != "verified":
+                raise RequestError(
+                    409,
+                    "Cannot approve",
+                    f"request: it is {row.state}; only verified requests can be approved",
+                )
+            self._approve(conn, row, actor, "approved by a privacy officer", outbox)
+
+        self._commit(run)
+        return self.get(request_id)
+
+    def _approve(
+        self, conn: Connection, row: Row[Any], actor: str, note: str, outbox: Outbox
+    ) -> None:
+        self._set(conn, row.id, state="approved")
+        self.step(conn, row, "approved", actor, note)
+        self._queue(conn, row.id, actor)
+
+    def _queue(self, conn: Connection, request_id: str, actor: str) -> None:
+        if self.queue_execution is None:
+            return
+        view = _view(self._lock(conn, request_id))
+        try:
+            with conn.begin_nested():
+                self.queue_execution(conn, view, actor)
+        except RequestError as exc:
+            # approved stays approved; officers see why it could not run yet
+            self.step(conn, view, "execution_blocked", "troth", str(exc))
+
+    def execute(self, request_id: str, actor: str) -> RequestView:
+        """Queue (again) the jobs of an approved request, or retry its failed jobs."""
+
+        def run(conn: Connection, _outbox: Outbox) -> None:
+            row = self._lock(conn, request_id)
+            if row.state not in ("approved", "executing"):
+                raise RequestError(
+                    409,
+                    "Cannot execute",
+                    f"request: it is {row.state}; only approved requests are executed",
+                )
+            if self.queue_execution is None:
+                raise RequestError(409, "Cannot execute", "request: no executor is configured")
+            self.queue_execution(conn, _view(row), actor)
+
+        self._commit(run)
+        return self.get(request_id)
+
+    def extend(self, request_id: str, months: int, reason: str, actor: str) -> RequestView:
+        """Extend the deadline by ``months`` (in total at most two, GDPR Art. 12(3))."""
+        reason = reason.strip()
+        if (
+            not reason
+            or len(reason) > 1000
+            or _CONTROL.sub("", reason.replace("\n", " ")) != (reason.replace("\n", " "))
+        ):
+            raise RequestError(
+                422, "Invalid request", "reason: say why (1-1000 characters, no control characters)"
+            )
+        if months not in (1, 2):
+            raise RequestError(422, "Invalid request", "months: 1 or 2")
+
+        def run(conn: Connection, outbox: Outbox) -> None:
+            row = self._lock(conn, request_id)
+            if row.state not in OPEN_STATES:
+                raise RequestError(409, "Cannot extend", f"request: it is {row.state}")
+            received = _aware(row.received_at)
+            current = row.extended_due or row.due
+            new_due = add_months(current, months)
+            limit = due_date(received, MAX_EXTENSION_MONTHS)
+            if new_due > limit:
+                raise RequestError(
+                    422,
+                    "Extension too long",
+                    f"months: the deadline can be extended by {MAX_EXTENSION_MONTHS} months in "
+                    f"all, to {limit.isoformat()} at the latest",
+                )
+            self._set(conn, row.id, extended_due=new_due, extension_reason=reason)
+            self.step(conn, row, "extended", actor, f"deadline now {new_due.isoformat()}: {reason}")
+            email = self._email_of(conn, row.id)
+            if email:
+                outbox.add(
+                    email,
+                    f"Your privacy request to {self.config.service} needs more time",
+                    f"We need more time to answer your {row.kind} request. We will answer by "
+                    f"{new_due.isoformat()}.\n\nWhy: {reason}\n\nStatus: "
+                    f"{self._status_url(row.id)}\n",
+                )
+
+        self._commit(run)
+        return self.get(request_id)
+
+    def reject(self, request_id: str, reason: str, actor: str) -> RequestView:
+        reason = reason.strip()
+        if not reason or len(reason) > 1000:
+            raise RequestError(422, "Invalid request", "reason: say why (1-1000 characters)")
+
+        def run(conn: Connection, outbox: Outbox) -> None:
+            row = self._lock(conn, request_id)
+            if row.state not in ("submitted", "verified", "approved"):
+                raise RequestError(409, "Cannot reject", f"request: it is {row.state}")
+            now = self.clock()
+            self._set(conn, row.id, state="rejected", reason=reason, completed_at=now)
+            conn.execute(delete(rights_codes).where(rights_codes.c.request_id == row.id))
+            self.step(conn, row, "rejected", actor, reason)
+            email = self._email_of(conn, row.id)
+            if email:
+                outbox.add(
+                    email,
+                    f"Your privacy request to {self.config.service}",
+                    f"We cannot act on your {row.kind} request.\n\nWhy: {reason}\n\n"
+                    "You may lodge a complaint with a supervisory authority.\n",
+                )
+
+        self._commit(run)
+        return self.get(request_id)
