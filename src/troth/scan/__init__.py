@@ -1,0 +1,40 @@
+"""Reality check: scan the live site and the databases against the policy.
+
+``scan_site`` crawls a site in headless Chromium before and after consent and compares the
+cookies, storage keys and third-party requests it saw with the policy's tracking technologies
+and recipients (:mod:`troth.scan.compare`); ``troth.scan.discover`` does the same for the
+personal-data columns of a database and the dataset annotations.
+"""
+
+from __future__ import annotations
+
+from troth.policy.model import Policy
+from troth.scan.compare import Finding, compare
+from troth.scan.crawler import Progress, ScanOptions, crawl, parse_map_host
+from troth.scan.errors import ScanError
+from troth.scan.report import ScanReport, render_html, render_json, render_text
+
+__all__ = [
+    "Finding",
+    "ScanError",
+    "ScanOptions",
+    "ScanReport",
+    "parse_map_host",
+    "render_html",
+    "render_json",
+    "render_text",
+    "scan_site",
+]
+
+
+def scan_site(
+    url: str,
+    options: ScanOptions,
+    policy: Policy | None = None,
+    progress: Progress | None = None,
+) -> ScanReport:
+    """Crawl ``url`` and compare what it does with ``policy`` (an inventory without one)."""
+    observations = crawl(url, options, progress)
+    findings = compare(observations, policy) if policy is not None else []
+    label = f"{policy.service} {policy.version}" if policy is not None else None
+    return ScanReport(observations, findings, label)

@@ -1,0 +1,436 @@
+"""Compare what a crawl saw with what the policy declares, and say what disagrees.
+
+Violations (a scan exits 1 on any):
+
+* ``undeclared_cookie`` / ``undeclared_storage``: no tracking technology of the policy has
+  that name or pattern (classified with the Open Cookie Database where it knows the name);
+* ``undeclared_host``: a third party the pages contacted that no ``recipients[].hosts`` lists;
+* ``cookie_before_consent`` / ``storage_before_consent``: a cookie or storage key whose
+  category needs consent (declared, or as classified) was there before any consent;
+* ``request_before_consent``: a request, before any consent, to a third party whose declared
+  tracking technologies all need consent (a Google request whose Consent Mode ``gcs`` says
+  storage is denied is a cookieless ping and is not counted);
+* ``expiry_too_long``: a cookie that lives longer than its declared expiry.
+
+Warnings: ``consent_mode_not_updated`` (Google requests after "accept all" still say storage is
+denied) and ``declared_not_seen`` (a declared web cookie or storage key the crawl never met).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Literal
+
+from troth.policy.model import Policy, TrackingTechnology
+from troth.policy.types import Duration
+from troth.scan.classify import Classification, classify_cookie, iso_duration, yaml_id
+from troth.scan.observations import (
+    Observations,
+    ObservedCookie,
+    ObservedRequest,
+    ObservedStorage,
+    is_first_party,
+    is_google_host,
+)
+
+__all__ = ["Finding", "FindingKind", "Severity", "compare", "gcs_denies_storage"]
+
+Severity = Literal["violation", "warning"]
+FindingKind = Literal[
+    "undeclared_cookie",
+    "undeclared_storage",
+    "undeclared_host",
+    "cookie_before_consent",
+    "storage_before_consent",
+    "request_before_consent",
+    "expiry_too_long",
+    "consent_mode_not_updated",
+    "declared_not_seen",
+]
+_STORAGE_TYPES = ("local_storage", "session_storage")
+_MAX_DAYS = {"years": 366, "months": 31, "weeks": 7, "days": 1}
+_SLACK = 60  # seconds between a cookie being set and the crawler reading the jar
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One disagreement between the site and the policy."""
+
+    kind: FindingKind
+    severity: Severity
+    subject: str  # the cookie name, storage key, host or tracking technology id
+    message: str
+    suggestion: str | None = None  # YAML to add to the policy
+    classification: Classification | None = None
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "kind": self.kind,
+            "severity": self.severity,
+            "subject": self.subject,
+            "message": self.message,
+            "suggestion": self.suggestion,
+            "classification": self.classification.as_dict() if self.classification else None,
+        }
+
+
+def gcs_denies_storage(gcs: str | None) -> bool:
+    """``G100``: Consent Mode says ad_storage and analytics_storage are both denied."""
+    return gcs is not None and len(gcs) == 4 and gcs.startswith("G1") and gcs[2:] == "00"
+
+
+def compare(obs: Observations, policy: Policy) -> list[Finding]:
+    """Every finding, violations first, then by kind and subject."""
+    matcher = _Matcher(policy)
+    findings = [
+        *_cookies(obs, policy, matcher),
+        *_storage(obs, policy, matcher),
+        *_hosts(obs, policy),
+        *_not_seen(obs, policy, matcher),
+    ]
+    order = {"violation": 0, "warning": 1}
+    return sorted(findings, key=lambda f: (order[f.severity], f.kind, f.subject))
+
+
+class _Matcher:
+    def __init__(self, policy: Policy) -> None:
+        self.techs = [t for t in policy.tracking if "web" in t.platforms]
+        self.patterns = {
+            t.id: re.compile(fnmatch.translate(t.pattern)) for t in self.techs if t.pattern
+        }
+
+    def find(self, name: str, types: Iterable[str]) -> TrackingTechnology | None:
+        wanted = tuple(types)
+        for tech in self.techs:
+            if tech.type in wanted and tech.name == name:
+                return tech
+        for tech in self.techs:
+            if (
+                tech.type in wanted
+                and tech.id in self.patterns
+                and self.patterns[tech.id].match(name)
+            ):
+                return tech
+        return None
+
+
+def _needs_consent(policy: Policy, category: str) -> bool:
+    required = {c.id for c in policy.consent_categories if c.required}
+    return category != "necessary" and category not in required
+
+
+def _max_seconds(expiry: Duration) -> int:
+    """The longest a declared expiry can be in seconds (months of 31 days, leap years)."""
+    return sum(
+        n * _MAX_DAYS[unit] * 86400
+        if unit in _MAX_DAYS
+        else n * {"hours": 3600, "minutes": 60}.get(unit, 1)
+        for unit, n in expiry.parts()
+    )
+
+
+def _lifetime_text(seconds: int | None) -> str:
+    if seconds is None:
+        return "a session cookie"
+    if seconds >= 86400:
+        return f"{seconds / 86400:.0f} days"
+    return f"{seconds} seconds"
+
+
+def _cookies(obs: Observations, policy: Policy, matcher: _Matcher) -> list[Finding]:
+    groups: dict[tuple[str, str], list[ObservedCookie]] = {}
+    for cookie in obs.cookies:
+        groups.setdefault((cookie.name, cookie.host), []).append(cookie)
+    out: list[Finding] = []
+    for (name, host), seen in sorted(groups.items()):
+        before = any(c.phase == "before" for c in seen)
+        lifetimes = [c.lifetime for c in seen if c.lifetime is not None]
+        lifetime = max(lifetimes) if lifetimes else None
+        first_party = is_first_party(host, obs.site_host)
+        where = f"{name} ({host})"
+        tech = matcher.find(name, ("cookie",))
+        if tech is None:
+            cls = classify_cookie(name)
+            known = f"; Open Cookie Database: {cls.platform}, {cls.source_category}" if cls else ""
+            out.append(
+                Finding(
+                    "undeclared_cookie",
+                    "violation",
+                    name,
+                    f"cookie {where} is not declared in the policy"
+                    f" ({_lifetime_text(lifetime)}, set {'before' if before else 'after'} consent"
+                    f"{known})",
+                    _cookie_snippet(policy, name, host, first_party, lifetime, cls),
+                    cls,
+                )
+            )
+            if before and cls is not None and _needs_consent(policy, cls.category):
+                out.append(
+                    Finding(
+                        "cookie_before_consent",
+                        "violation",
+                        name,
+                        f"cookie {where} ({cls.category}, by the Open Cookie Database) "
+                        "was set before any consent",
+                        classification=cls,
+                    )
+                )
+            continue
+        if before and _needs_consent(policy, tech.category):
+            out.append(
+                Finding(
+                    "cookie_before_consent",
+                    "violation",
+                    name,
+                    f"cookie {where} ({tech.category}, tracking technology {tech.id}) "
+                    "was set before any consent",
+                )
+            )
+        if tech.expiry is not None:
+            too_long = (
+                lifetime is not None
+                if isinstance(tech.expiry, str)
+                else lifetime is not None and lifetime > _max_seconds(tech.expiry) + _SLACK
+            )
+            if too_long:
+                out.append(
+                    Finding(
+                        "expiry_too_long",
+                        "violation",
+                        name,
+                        f"cookie {where} lives {_lifetime_text(lifetime)}; tracking technology "
+                        f"{tech.id} declares {tech.expiry}",
+                    )
+                )
+    return out
+
+
+def _storage(obs: Observations, policy: Policy, matcher: _Matcher) -> list[Finding]:
+    groups: dict[tuple[str, str], list[ObservedStorage]] = {}
+    for item in obs.storage:
+        groups.setdefault((item.kind, item.key), []).append(item)
+    out: list[Finding] = []
+    for (kind, key), seen in sorted(groups.items()):
+        before = any(s.phase == "before" for s in seen)
+        label = kind.replace("_", " ")
+        tech = matcher.find(key, (kind,))
+        category: str | None
+        if tech is None:
+            cls = classify_cookie(key)
+            out.append(
+                Finding(
+                    "undeclared_storage",
+                    "violation",
+                    key,
+                    f"{label} key {key!r} is not declared in the policy"
+                    f" (written {'before' if before else 'after'} consent)",
+                    _storage_snippet(policy, kind, key, cls),
+                    cls,
+                )
+            )
+            category = cls.category if cls else None
+        else:
+            category = tech.category
+        if before and category is not None and _needs_consent(policy, category):
+            out.append(
+                Finding(
+                    "storage_before_consent",
+                    "violation",
+                    key,
+                    f"{label} key {key!r} ({category}) was written before any consent",
+                )
+            )
+    return out
+
+
+def _host_matches(host: str, pattern: str) -> bool:
+    pattern = pattern.lower()
+    if pattern.startswith("*."):
+        return host.endswith(pattern[1:])
+    if pattern.startswith("."):
+        return host == pattern[1:] or host.endswith(pattern)
+    return host == pattern
+
+
+def _hosts(obs: Observations, policy: Policy) -> list[Finding]:
+    by_host: dict[str, list[ObservedRequest]] = {}
+    for request in obs.requests:
+        by_host.setdefault(request.host, []).append(request)
+    out: list[Finding] = []
+    for host, requests in sorted(by_host.items()):
+        recipients = [r for r in policy.recipients if any(_host_matches(host, h) for h in r.hosts)]
+        vendors = {r.id for r in recipients}
+        techs = [
+            t
+            for t in policy.tracking
+            if (t.vendor is not None and t.vendor in vendors)
+            or (t.domain is not None and _host_matches(host, t.domain))
+        ]
+        if not recipients:
+            out.append(
+                Finding(
+                    "undeclared_host",
+                    "violation",
+                    host,
+                    f"third party {host} was contacted ({_request_summary(requests)}) "
+                    "but no recipient lists it in recipients[].hosts",
+                    _host_snippet(policy, host, techs),
+                )
+            )
+        categories = {t.category for t in techs}
+        early = [
+            r
+            for r in requests
+            if r.phase == "before" and not (is_google_host(host) and gcs_denies_storage(r.gcs))
+        ]
+        if early and categories and all(_needs_consent(policy, c) for c in categories):
+            gcs = sorted({r.gcs or "none" for r in early}) if is_google_host(host) else []
+            signal = f"; Consent Mode gcs: {', '.join(gcs)}" if gcs else ""
+            out.append(
+                Finding(
+                    "request_before_consent",
+                    "violation",
+                    host,
+                    f"{len(early)} request(s) to {host} ({', '.join(sorted(categories))}) "
+                    f"before any consent ({_request_summary(early)}){signal}",
+                )
+            )
+        if obs.accepted and is_google_host(host):
+            stale = [r for r in requests if r.phase == "after" and gcs_denies_storage(r.gcs)]
+            if stale:
+                out.append(
+                    Finding(
+                        "consent_mode_not_updated",
+                        "warning",
+                        host,
+                        f"{len(stale)} request(s) to {host} after 'accept all' still carry "
+                        f"gcs={stale[0].gcs} (storage denied)",
+                    )
+                )
+    return out
+
+
+def _request_summary(requests: list[ObservedRequest]) -> str:
+    types = sorted({r.resource_type for r in requests})
+    beacons = sum(r.beacon for r in requests)
+    text = f"{len(requests)} request(s): {', '.join(types)}"
+    return text + (f", {beacons} beacon-like" if beacons else "")
+
+
+def _not_seen(obs: Observations, policy: Policy, matcher: _Matcher) -> list[Finding]:
+    seen: set[str] = set()
+    for cookie in obs.cookies:
+        tech = matcher.find(cookie.name, ("cookie",))
+        if tech is not None:
+            seen.add(tech.id)
+    for item in obs.storage:
+        tech = matcher.find(item.key, (item.kind,))
+        if tech is not None:
+            seen.add(tech.id)
+    return [
+        Finding(
+            "declared_not_seen",
+            "warning",
+            tech.id,
+            f"{tech.type.replace('_', ' ')} {tech.name or tech.pattern} (tracking technology "
+            f"{tech.id}) is declared but was not seen on the pages scanned",
+        )
+        for tech in matcher.techs
+        if tech.type in ("cookie", *_STORAGE_TYPES) and tech.id not in seen
+    ]
+
+
+# --- suggested YAML ------------------------------------------------------------------------
+
+
+def _purposes_for(policy: Policy, category: str) -> str:
+    for tech in policy.tracking:
+        if tech.category == category:
+            return ", ".join(tech.purposes)
+    return policy.purposes[0].id + "  # check: the purpose this serves"
+
+
+def _cookie_snippet(
+    policy: Policy,
+    name: str,
+    host: str,
+    first_party: bool,
+    lifetime: int | None,
+    cls: Classification | None,
+) -> str:
+    category = cls.category if cls else "analytics  # check: unknown cookie, choose its category"
+    lines = [
+        "tracking:",
+        f"  - id: {yaml_id(name)}",
+        "    type: cookie",
+        f"    name: {_yaml_str(name)}",
+        f"    party: {'first' if first_party else 'third'}",
+        f"    category: {category}",
+        f"    expiry: {'session' if lifetime is None else iso_duration(lifetime)}",
+    ]
+    if not first_party:
+        lines.append(f"    domain: {_yaml_str(host)}")
+    lines += [
+        f"    purposes: [{_purposes_for(policy, cls.category if cls else 'analytics')}]",
+        f"    description: {_yaml_str(_describe(cls))}",
+    ]
+    return "\n".join(lines)
+
+
+def _storage_snippet(policy: Policy, kind: str, key: str, cls: Classification | None) -> str:
+    category = cls.category if cls else "preferences  # check: choose its category"
+    return "\n".join(
+        [
+            "tracking:",
+            f"  - id: {yaml_id(key)}",
+            f"    type: {kind}",
+            f"    name: {_yaml_str(key)}",
+            "    party: first",
+            f"    category: {category}",
+            f"    purposes: [{_purposes_for(policy, cls.category if cls else 'preferences')}]",
+            f"    description: {_yaml_str(_describe(cls))}",
+        ]
+    )
+
+
+def _describe(cls: Classification | None) -> str:
+    if cls is None:
+        return "TODO: what it stores and why"
+    return f"Set by {cls.platform} ({cls.source_category.lower()}). TODO: why we use it"
+
+
+def _host_snippet(policy: Policy, host: str, techs: list[TrackingTechnology]) -> str:
+    vendors = sorted({t.vendor for t in techs if t.vendor})
+    if vendors:
+        return f"# add to recipients[{vendors[0]}].hosts:\n    hosts: [{_yaml_str(host)}]"
+    return "\n".join(
+        [
+            "recipients:",
+            f"  - id: {yaml_id(host)}",
+            f"    name: {_yaml_str(host)}  # check: the company behind it",
+            "    type: service_provider",
+            "    role: processor",
+            "    description: TODO what they do for us",
+            "    countries: [US]  # check: where they process data",
+            f"    purposes: [{policy.purposes[0].id}]  # check",
+            f"    hosts: [{_yaml_str(host)}]",
+        ]
+    )
+
+
+def _yaml_str(value: str) -> str:
+    if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.\-]*", value) and value.lower() not in (
+        "true",
+        "false",
+        "yes",
+        "no",
+        "on",
+        "off",
+        "null",
+    ):
+        return value
+    escaped = value.replace("\\", "\\\\").replace('"', '\\"')
+    return f'"{escaped}"'

@@ -1,0 +1,386 @@
+"""Crawl a site in headless Chromium, twice: without any consent, and after accepting all.
+
+Both passes run at the same time in two fresh browser contexts of one Chromium. Each visits
+up to ``pages`` same-origin pages breadth first (a few at once) and records the cookie jar,
+local and session storage keys, and every request to another site. The second pass first
+clicks the banner's "accept all" control (troth's banner unless another selector is given)
+and records nothing until it has.
+
+The scan never hangs: every page load and wait has a timeout, the number of pages is bounded,
+and only the start URL's origin is followed. Playwright is imported only when a crawl runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urldefrag, urlsplit
+
+from troth.scan.errors import ScanError
+from troth.scan.observations import (
+    Observations,
+    ObservedCookie,
+    ObservedRequest,
+    ObservedStorage,
+    Phase,
+    Screenshot,
+    is_first_party,
+)
+
+if TYPE_CHECKING:
+    from playwright.async_api import Browser, BrowserContext, Page, Request
+
+__all__ = [
+    "CHROMIUM",
+    "CHROMIUM_ARGS",
+    "TROTH_ACCEPT",
+    "Progress",
+    "ScanOptions",
+    "crawl",
+    "parse_map_host",
+]
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = (
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+)
+TROTH_ACCEPT = '#troth-banner [data-a="accept"]'
+MAX_PAGES = 1000
+SETTLE_CAP = 5.0  # seconds a page may keep the network busy after "load" before we move on
+_SKIP_SUFFIXES = (
+    ".pdf", ".zip", ".gz", ".png", ".jpg", ".jpeg", ".gif", ".svg", ".webp",
+    ".mp4", ".mp3", ".ico", ".css", ".js", ".json", ".xml", ".csv", ".xlsx",
+)  # fmt: skip
+_HOST_PATTERN = re.compile(r"^[A-Za-z0-9*][A-Za-z0-9*.-]*$")
+_ADDRESS = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.:-]*$")
+_STORAGE_KEYS = "() => [Object.keys(localStorage), Object.keys(sessionStorage)]"
+_LINKS = "els => els.map(e => e.href)"
+
+Progress = Callable[[Phase, str], None]
+
+
+@dataclass(frozen=True)
+class ScanOptions:
+    """How to crawl. ``map_hosts`` pairs (``*.test``, ``127.0.0.1``) resolve host names to
+    another address inside the scanning browser only (Chromium's host resolver rules)."""
+
+    pages: int = 10
+    accept_selector: str = TROTH_ACCEPT
+    map_hosts: tuple[tuple[str, str], ...] = ()
+    page_timeout: float = 15.0  # seconds per page load
+    settle: float = 0.25  # seconds without network activity that end a page's visit
+    concurrency: int = 3  # pages loaded at once in each pass
+    screenshots: bool = True
+    chromium: Path = field(default=CHROMIUM)
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.pages <= MAX_PAGES:
+            raise ScanError(f"--pages: must be between 1 and {MAX_PAGES}, not {self.pages}")
+        if not 0 < self.page_timeout <= 600:
+            raise ScanError("--timeout: must be more than 0 and at most 600 seconds")
+        if not self.accept_selector.strip():
+            raise ScanError("--accept-selector: must not be empty")
+
+
+def parse_map_host(rule: str) -> tuple[str, str]:
+    """``"*.test=127.0.0.1"`` -> ``("*.test", "127.0.0.1")``; anything else is a ScanError."""
+    pattern, sep, address = rule.partition("=")
+    pattern, address = pattern.strip(), address.strip()
+    if not sep or not _HOST_PATTERN.match(pattern) or not _ADDRESS.match(address):
+        raise ScanError(
+            f"--map-host: {rule!r} is not HOST=ADDRESS (for example '*.test=127.0.0.1')"
+        )
+    return pattern, address
+
+
+def _validate_url(url: str) -> tuple[str, str]:
+    """The start URL without its fragment, and its host; a ScanError unless http(s)."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ScanError(f"URL: {url!r} is not an http:// or https:// address")
+    return urldefrag(url).url, parts.hostname.lower()
+
+
+def crawl(url: str, options: ScanOptions, progress: Progress | None = None) -> Observations:
+    """Crawl ``url`` before and after consent and return what the browser saw."""
+    start, host = _validate_url(url)
+    if not options.chromium.exists():
+        raise ScanError(
+            f"Chromium is not installed at {options.chromium} (Debian: apt-get install chromium)"
+        )
+    observations = Observations(start_url=start, site_host=host)
+    asyncio.run(_crawl(start, options, observations, progress))
+    return observations
+
+
+async def _crawl(
+    start: str, options: ScanOptions, obs: Observations, progress: Progress | None
+) -> None:
+    from playwright.async_api import Error as PlaywrightError
+    from playwright.async_api import async_playwright
+
+    args = list(CHROMIUM_ARGS)
+    if options.map_hosts:
+        rules = ", ".join(f"MAP {pattern} {address}" for pattern, address in options.map_hosts)
+        args.append(f"--host-resolver-rules={rules}")
+    async with async_playwright() as pw:
+        try:
+            browser = await pw.chromium.launch(
+                executable_path=str(options.chromium), args=args, timeout=60_000
+            )
+        except PlaywrightError as exc:
+            raise ScanError(f"cannot start Chromium: {_first_line(exc)}") from None
+        try:
+            passes = [
+                _Pass(browser, phase, start, options, obs, progress)
+                for phase in ("before", "after")
+            ]
+            await asyncio.gather(*(p.run() for p in passes))
+        finally:
+            await browser.close()
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
+class _Activity:
+    """Requests in flight on one page, and when the network last changed."""
+
+    def __init__(self, page: Page) -> None:
+        self.inflight = 0
+        self.last = time.monotonic()
+        page.on("request", self._started)
+        page.on("requestfinished", self._ended)
+        page.on("requestfailed", self._ended)
+
+    def _started(self, _: Request) -> None:
+        self.inflight += 1
+        self.last = time.monotonic()
+
+    def _ended(self, _: Request) -> None:
+        self.inflight = max(0, self.inflight - 1)
+        self.last = time.monotonic()
+
+    async def settle(self, quiet: float, cap: float) -> None:
+        deadline = time.monotonic() + cap
+        self.last = max(self.last, time.monotonic())
+        while time.monotonic() < deadline:
+            if self.inflight == 0 and time.monotonic() - self.last >= quiet:
+                return
+            await asyncio.sleep(0.02)
+
+
+class _Pass:
+    """One crawl of the site in its own browser context."""
+
+    def __init__(
+        self,
+        browser: Browser,
+        phase: Phase,
+        start: str,
+        options: ScanOptions,
+        obs: Observations,
+        progress: Progress | None,
+    ) -> None:
+        self.browser = browser
+        self.phase: Phase = phase
+        self.start = start
+        self.origin = _origin(start)
+        self.options = options
+        self.obs = obs
+        self.progress = progress
+        self.recording = phase == "before"  # the after pass records once consent is given
+        self.cookies: dict[tuple[str, str, str], ObservedCookie] = {}
+        self.storage: set[ObservedStorage] = set()
+        self.requests: list[ObservedRequest] = []
+        self.visited: list[str] = []
+
+    async def run(self) -> None:
+        context = await self.browser.new_context(
+            viewport={"width": 1280, "height": 800}, service_workers="block"
+        )
+        context.set_default_timeout(self.options.page_timeout * 1000)
+        context.on("request", self._on_request)
+        try:
+            await self._crawl(context)
+        finally:
+            await context.close()
+        self.obs.pages[self.phase] = self.visited
+        self.obs.cookies.extend(self.cookies.values())
+        self.obs.storage.extend(sorted(self.storage, key=lambda s: (s.kind, s.key, s.origin)))
+        self.obs.requests.extend(self.requests)
+
+    def _on_request(self, request: Request) -> None:
+        if not self.recording:
+            return
+        parts = urlsplit(request.url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            return
+        if is_first_party(parts.hostname, self.obs.site_host):
+            return
+        self.requests.append(
+            ObservedRequest.from_url(request.url, request.resource_type, request.method, self.phase)
+        )
+
+    async def _crawl(self, context: BrowserContext) -> None:
+        pages = [await context.new_page() for _ in range(max(1, self.options.concurrency))]
+        activities = [_Activity(p) for p in pages]
+        links = await self._visit(pages[0], activities[0], self.start, first=True)
+        if links is None:
+            return
+        await self._snapshot_cookies(context)
+        seen = {self.start}
+        frontier = deque(links)
+        while frontier and len(self.visited) < self.options.pages:
+            batch: list[str] = []
+            room = min(len(pages), self.options.pages - len(self.visited))
+            while frontier and len(batch) < room:
+                url = frontier.popleft()
+                if url not in seen:
+                    seen.add(url)
+                    batch.append(url)
+            if not batch:
+                break
+            found = await asyncio.gather(
+                *(self._visit(pages[i], activities[i], url) for i, url in enumerate(batch))
+            )
+            await self._snapshot_cookies(context)
+            for more in found:
+                frontier.extend(u for u in more or () if u not in seen)
+
+    async def _visit(
+        self, page: Page, activity: _Activity, url: str, *, first: bool = False
+    ) -> list[str] | None:
+        """Load ``url``, let it settle and record storage; its same-origin links, or None."""
+        from playwright.async_api import Error as PlaywrightError
+
+        options = self.options
+        try:
+            response = await page.goto(url, wait_until="load")
+        except PlaywrightError as exc:
+            if first and self.phase == "before":
+                raise ScanError(f"{url}: cannot load: {_first_line(exc)}") from None
+            self.obs.problems.append(
+                f"{url}: cannot load ({self.phase} consent): {_first_line(exc)}"
+            )
+            self._progress(url)
+            return None
+        if response is not None and response.status >= 400:
+            self.obs.problems.append(f"{url}: HTTP {response.status} ({self.phase} consent)")
+        await activity.settle(options.settle, min(options.page_timeout, SETTLE_CAP))
+        if first and self.phase == "after":
+            await self._accept(page, activity)
+        self.visited.append(page.url if first else url)
+        await self._record_storage(page)
+        if first and options.screenshots:
+            try:
+                png = await page.screenshot(type="png", timeout=options.page_timeout * 1000)
+                self.obs.screenshots.append(Screenshot(self.phase, url, png))
+            except PlaywrightError as exc:
+                self.obs.problems.append(f"{url}: no screenshot: {_first_line(exc)}")
+        self._progress(url)
+        content_type = (response.headers.get("content-type", "") if response else "").lower()
+        if "html" not in content_type:
+            return []
+        try:
+            hrefs: list[str] = await page.eval_on_selector_all("a[href]", _LINKS)
+        except PlaywrightError:
+            return []
+        return self._same_origin(hrefs)
+
+    async def _accept(self, page: Page, activity: _Activity) -> None:
+        from playwright.async_api import Error as PlaywrightError
+        from playwright.async_api import TimeoutError as PlaywrightTimeout
+
+        selector = self.options.accept_selector
+        try:
+            await page.query_selector(selector)
+        except PlaywrightError:
+            raise ScanError(
+                f"--accept-selector: {selector!r} is not a valid CSS selector"
+            ) from None
+        self.recording = True
+        try:
+            await page.click(selector, timeout=min(self.options.page_timeout, 10) * 1000)
+        except PlaywrightTimeout:
+            self.obs.problems.append(
+                f"no accept control {selector!r} on {page.url}: "
+                "the 'after consent' pass ran without consent"
+            )
+            return
+        self.obs.accepted = True
+        await activity.settle(self.options.settle, min(self.options.page_timeout, SETTLE_CAP))
+
+    async def _record_storage(self, page: Page) -> None:
+        if not self.recording:
+            return
+        from playwright.async_api import Error as PlaywrightError
+
+        try:
+            local, session = await page.evaluate(_STORAGE_KEYS)
+        except PlaywrightError:  # opaque origins (about:blank, errors) have no storage
+            return
+        origin = _origin(page.url)
+        for key in local:
+            self.storage.add(ObservedStorage("local_storage", str(key), origin, self.phase))
+        for key in session:
+            self.storage.add(ObservedStorage("session_storage", str(key), origin, self.phase))
+
+    async def _snapshot_cookies(self, context: BrowserContext) -> None:
+        if not self.recording:
+            return
+        now = time.time()
+        for c in await context.cookies():
+            expires = float(c.get("expires", -1))
+            lifetime = None if expires < 0 else max(0, round(expires - now))
+            cookie = ObservedCookie(
+                name=c.get("name", ""),
+                domain=c.get("domain", ""),
+                path=c.get("path", "/"),
+                lifetime=lifetime,
+                phase=self.phase,
+                secure=bool(c.get("secure", False)),
+                http_only=bool(c.get("httpOnly", False)),
+                same_site=str(c.get("sameSite", "")),
+            )
+            key = (cookie.name, cookie.domain, cookie.path)
+            known = self.cookies.get(key)
+            if known is None or (cookie.lifetime or 0) > (known.lifetime or 0):
+                self.cookies[key] = cookie
+
+    def _same_origin(self, hrefs: list[Any]) -> list[str]:
+        out: list[str] = []
+        for href in hrefs:
+            if not isinstance(href, str):
+                continue
+            url = urldefrag(href).url
+            if _origin(url) != self.origin:
+                continue
+            if urlsplit(url).path.lower().endswith(_SKIP_SUFFIXES):
+                continue
+            if url not in out:
+                out.append(url)
+        return out
+
+    def _progress(self, url: str) -> None:
+        if self.progress is not None:
+            self.progress(self.phase, url)
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    return f"{parts.scheme}://{(parts.hostname or '').lower()}:{port}"
