@@ -11,6 +11,7 @@ from __future__ import annotations
 import difflib
 import re
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, get_args, get_origin
@@ -34,8 +35,11 @@ __all__ = [
     "MAX_POLICY_BYTES",
     "LoadedPolicy",
     "SourceMap",
+    "compose_mapping",
     "load_policy",
     "parse_policy",
+    "read_limited",
+    "validation_problems",
 ]
 
 MAX_POLICY_BYTES = 4 * 1024 * 1024
@@ -80,6 +84,12 @@ class LoadedPolicy:
 
 def load_policy(path: str | Path) -> LoadedPolicy:
     """Read, parse and validate a policy file."""
+    return parse_policy(read_limited(path), str(path))
+
+
+def read_limited(path: str | Path) -> bytes:
+    """The bytes of a troth YAML file, refused with ``path:1:1: ...`` when it is missing,
+    not a regular file, or larger than :data:`MAX_POLICY_BYTES`."""
     name = str(path)
     p = Path(path)
     try:
@@ -100,10 +110,29 @@ def load_policy(path: str | Path) -> LoadedPolicy:
         )
     try:
         with p.open("rb") as fh:
-            data = fh.read(MAX_POLICY_BYTES + 1)
+            return fh.read(MAX_POLICY_BYTES + 1)
     except OSError as exc:
         raise PolicyFileError.at(name, 1, 1, f"cannot read file: {exc.strerror}") from None
-    return parse_policy(data, name)
+
+
+def compose_mapping(data: bytes | str, name: str) -> tuple[dict[str, Any], SourceMap]:
+    """Any troth YAML file (policy, dataset annotations) as plain values plus where each was
+    written, under the same limits and refusals as a policy file."""
+    text = _decode(data, name) if isinstance(data, bytes) else data
+    if len(text.encode("utf-8", "surrogatepass")) > MAX_POLICY_BYTES:
+        raise PolicyFileError.at(name, 1, 1, "text is larger than the size limit")
+    _refuse_line_separators(text, name)
+    source = SourceMap(name)
+    return _compose(text, source), source
+
+
+def validation_problems(
+    exc: ValidationError, source: SourceMap, root: type[BaseModel]
+) -> list[Problem]:
+    """pydantic errors of a model validated from a composed file -> one clear problem each,
+    at the place it was written (``root`` is the model the file was validated as)."""
+    with _suggestions():
+        return _validation_problems(exc, source, root)
 
 
 def parse_policy(data: bytes | str, name: str = "<policy>") -> LoadedPolicy:
@@ -118,7 +147,7 @@ def parse_policy(data: bytes | str, name: str = "<policy>") -> LoadedPolicy:
     try:
         policy = Policy.model_validate(raw)
     except ValidationError as exc:
-        raise PolicyFileError(_validation_problems(exc, source)) from None
+        raise PolicyFileError(_validation_problems(exc, source, Policy)) from None
     finally:
         SUGGESTION_BUDGET.reset(token)
     problems = [
@@ -128,6 +157,15 @@ def parse_policy(data: bytes | str, name: str = "<policy>") -> LoadedPolicy:
     if problems:
         raise PolicyFileError(_capped(problems))
     return LoadedPolicy(policy, source)
+
+
+@contextmanager
+def _suggestions() -> Iterator[None]:
+    token = SUGGESTION_BUDGET.set(MAX_SUGGESTIONS)
+    try:
+        yield
+    finally:
+        SUGGESTION_BUDGET.reset(token)
 
 
 def _capped(problems: list[Problem]) -> list[Problem]:
@@ -328,7 +366,9 @@ def _convert(node: Node, loc: Loc, source: SourceMap, loader: _PolicyYamlLoader)
 # --- pydantic errors -> one clear line each ----------------------------------------------
 
 
-def _validation_problems(exc: ValidationError, source: SourceMap) -> list[Problem]:
+def _validation_problems(
+    exc: ValidationError, source: SourceMap, root: type[BaseModel]
+) -> list[Problem]:
     problems: list[Problem] = []
     seen: set[tuple[Loc, str]] = set()
     for err in exc.errors(include_url=False):
@@ -340,7 +380,7 @@ def _validation_problems(exc: ValidationError, source: SourceMap) -> list[Proble
             location = source.location(loc[:-1])
         else:
             location = source.location(loc)
-        message = _message(err, loc)
+        message = _message(err, loc, root)
         if (loc, message) in seen:
             continue
         seen.add((loc, message))
@@ -383,14 +423,14 @@ _PATTERNS = {
 }
 
 
-def _message(err: Any, loc: Loc) -> str:
+def _message(err: Any, loc: Loc, root: type[BaseModel]) -> str:
     kind: str = err["type"]
     where = _where(loc)
     value = err.get("input")
     ctx = err.get("ctx") or {}
     if kind == "extra_forbidden":
         key = str(loc[-1])
-        allowed = _allowed_keys(loc[:-1])
+        allowed = _allowed_keys(loc[:-1], root)
         close = difflib.get_close_matches(key, allowed, n=1, cutoff=0.6)
         parent = _where(loc[:-1])
         hint = f" (did you mean '{close[0]}'?)" if close else f"; allowed: {', '.join(allowed)}"
@@ -428,17 +468,20 @@ def _message(err: Any, loc: Loc) -> str:
     return f"{where}: {err['msg']}"
 
 
-def _allowed_keys(loc: Loc) -> list[str]:
-    model: type[BaseModel] | None = Policy
+def _allowed_keys(loc: Loc, root: type[BaseModel]) -> list[str]:
+    model: type[BaseModel] | None = root
+    keyed = False  # the previous field was a mapping of names to models: skip the name
     for part in loc:
         if model is None:
             return []
-        if isinstance(part, int):
+        if isinstance(part, int) or keyed:
+            keyed = False
             continue
         info = model.model_fields.get(part)
         if info is None:
             return []
         model = _model_in(info.annotation)
+        keyed = any(get_origin(t) is dict for t in _walk_types(info.annotation))
     return list(model.model_fields) if model else []
 
 

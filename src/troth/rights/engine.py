@@ -1,0 +1,451 @@
+"""The rights engine: find a person's data across the declared datastores, export it,
+erase it by the declared strategies, correct it, and prove that it is gone.
+
+Discovery walks breadth-first. Each round asks every table once (in batches of
+:data:`troth.rights.connectors.BATCH` values) for the rows whose identity fields hold an
+identity known so far, or whose reference columns point at a row found so far; every
+identity in a found row joins the search (an e-mail finds the account, the account's id
+finds its devices, a device id finds threat events recorded under it, in any datastore).
+Only indexed columns are asked (``troth check --connect`` says which are not), so the work
+is proportional to the person's rows, never to the size of a table.
+
+The engine does not write the audit log: it returns what it did (:class:`ErasureReport`,
+counts and reasons, no identities) and the request lifecycle audits each step with the
+subject's keyed hash. troth's own store audits its vault erasure itself.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections import defaultdict
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from troth.errors import PolicyError
+from troth.policy.datasets import Datasets, DatasetTable
+from troth.policy.model import Policy
+from troth.policy.types import text_for
+from troth.rights.connectors import Connector
+from troth.rights.types import Identities, Key, Row, StorePlan, TablePlan
+
+__all__ = [
+    "Discovery",
+    "ErasureProof",
+    "ErasureReport",
+    "Identities",
+    "RightsEngine",
+    "TableOutcome",
+]
+
+_MASK = "erased-"
+
+
+@dataclass
+class Discovery:
+    """What belongs to a person: every identity found (a superset of those given) and the
+    rows per (datastore, table), only the declared columns."""
+
+    identities: dict[str, set[str]]
+    rows: dict[tuple[str, str], list[Row]] = field(default_factory=dict)
+
+    def count(self) -> int:
+        return sum(len(r) for r in self.rows.values())
+
+    def is_empty(self) -> bool:
+        return self.count() == 0
+
+
+@dataclass
+class TableOutcome:
+    """Rows of one table after an erasure: deleted, with a field set null, with a field
+    masked, and kept (with the reasons: a 'keep' strategy or a legal hold)."""
+
+    deleted: int = 0
+    nulled: int = 0
+    masked: int = 0
+    kept: int = 0
+    reasons: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "deleted": self.deleted,
+            "nulled": self.nulled,
+            "masked": self.masked,
+            "kept": self.kept,
+            "reasons": list(self.reasons),
+        }
+
+
+@dataclass
+class ErasureReport:
+    datastore: str
+    tables: dict[str, TableOutcome]
+
+    def total(self, what: str) -> int:
+        return sum(int(getattr(t, what)) for t in self.tables.values())
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "datastore": self.datastore,
+            "tables": {name: t.as_dict() for name, t in self.tables.items()},
+        }
+
+
+@dataclass
+class ErasureProof:
+    """After an erasure: rows that still hold what should be gone (``remaining``; zero
+    everywhere is the proof) and rows kept on purpose (``kept``, with reasons)."""
+
+    remaining: dict[tuple[str, str], int]
+    kept: dict[tuple[str, str], int]
+    reasons: dict[tuple[str, str], list[str]]
+
+    @property
+    def proven(self) -> bool:
+        return not any(self.remaining.values())
+
+
+def _normalise(identities: Identities) -> dict[str, set[str]]:
+    out: dict[str, set[str]] = defaultdict(set)
+    for kind, values in identities.items():
+        if isinstance(values, str):
+            values = [values]
+        for value in values:
+            text = str(value).strip()
+            if text:
+                out[kind].add(text)
+    return out
+
+
+def _is_masked(value: Any) -> bool:
+    if not isinstance(value, str):
+        return False
+    if len(value) <= len(_MASK):
+        return _MASK.startswith(value)
+    return value.startswith(_MASK)
+
+
+def _mask(value: Any) -> Any:
+    """A random stand-in that keeps no part of the value (text), or NULL (anything else)."""
+    if not isinstance(value, str):
+        return None
+    return (_MASK + secrets.token_hex(6))[: max(len(value), 1)]
+
+
+class RightsEngine:
+    def __init__(
+        self, policy: Policy, datasets: Datasets, connectors: Mapping[str, Connector]
+    ) -> None:
+        self.policy = policy
+        self.datasets = datasets
+        self.connectors = dict(connectors)
+        missing = [s.id for s in datasets.datastores if s.id not in self.connectors]
+        if missing:
+            raise PolicyError(f"no connector open for datastore(s): {', '.join(missing)}")
+        self._order = {sid: _erasure_order(c) for sid, c in self.connectors.items()}
+
+    # --- finding ---------------------------------------------------------------------------
+
+    def discover(self, identities: Identities) -> Discovery:
+        known = _normalise(identities)
+        found: dict[tuple[str, str], dict[Key, Row]] = defaultdict(dict)
+        asked: dict[tuple[str, str, str], set[Any]] = defaultdict(set)
+        progress = True
+        while progress:
+            progress = False
+            for sid, connector in self.connectors.items():
+                for table in connector.tables():
+                    where = self._questions(sid, table, known, found, asked)
+                    if not where:
+                        continue
+                    for column, values in where.items():
+                        asked[(sid, table.name, column)].update(values)
+                    rows = connector.fetch(table, where)
+                    bucket = found[(sid, table.name)]
+                    for row in rows:
+                        key = row.get(table.key)
+                        if key in bucket:
+                            continue
+                        bucket[key] = row
+                        progress = True
+                        for f in table.identity_fields():
+                            value = row.get(f.name)
+                            if value is not None and str(value) != "":
+                                assert f.identity is not None
+                                known[f.identity].add(str(value))
+                    progress = progress or bool(where)
+        return Discovery(
+            {k: set(v) for k, v in known.items()},
+            {k: list(v.values()) for k, v in found.items() if v},
+        )
+
+    @staticmethod
+    def _questions(
+        sid: str,
+        table: DatasetTable,
+        known: Mapping[str, set[str]],
+        found: Mapping[tuple[str, str], Mapping[Key, Row]],
+        asked: Mapping[tuple[str, str, str], set[Any]],
+    ) -> dict[str, list[Any]]:
+        where: dict[str, list[Any]] = {}
+        for f in table.identity_fields():
+            assert f.identity is not None
+            done = asked.get((sid, table.name, f.name), set())
+            new = [v for v in known.get(f.identity, ()) if v not in done]
+            if new:
+                where[f.name] = sorted(new)
+        for ref in table.references:
+            targets = found.get((sid, ref.to_table), {})
+            done = asked.get((sid, table.name, ref.column), set())
+            values = {r.get(ref.to_column) for r in targets.values()}
+            new = [v for v in values if v is not None and v not in done]
+            if new:
+                where.setdefault(ref.column, [])
+                where[ref.column] = list(dict.fromkeys([*where[ref.column], *new]))
+        return where
+
+    def access(self, identities: Identities) -> Discovery:
+        return self.discover(identities)
+
+    def package(self, found: Discovery, language: str) -> bytes:
+        from troth.rights.package import build_package
+
+        return build_package(self.policy, self.connectors, found, language)
+
+    # --- erasing ---------------------------------------------------------------------------
+
+    def erase(
+        self,
+        identities: Identities,
+        datastore: str,
+        *,
+        holds: Collection[tuple[str, str]] = (),
+        actor: str,
+    ) -> ErasureReport:
+        """Erase what ``datastore`` holds about the person, by the declared strategies, in
+        one transaction; idempotent (a second run finds nothing left to change).
+
+        Pass every identity the request found (``discover(...).identities``) so that a
+        datastore erased after another can still be searched by ids found there."""
+        connector = self._connector(datastore)
+        found = self.discover(identities)
+        plan, report = self._plan(datastore, connector, found, holds)
+        plan.actor = actor
+        plan.identities = {k: frozenset(v) for k, v in found.identities.items()}
+        connector.apply(plan)
+        return report
+
+    def _connector(self, datastore: str) -> Connector:
+        try:
+            return self.connectors[datastore]
+        except KeyError:
+            raise PolicyError(f"no datastore '{datastore}' is declared") from None
+
+    def _reason(self, text: str | dict[str, str] | None) -> str:
+        return text_for(text, self.policy.default_language, self.policy.default_language) or ""
+
+    def _hold(
+        self, categories: Iterable[str | None], holds: Collection[tuple[str, str]]
+    ) -> str | None:
+        cats = {c for c in categories if c}
+        for scope, reason in holds:
+            if scope == "*" or scope in cats:
+                return f"legal hold: {reason}"
+        return None
+
+    def _plan(
+        self,
+        sid: str,
+        connector: Connector,
+        found: Discovery,
+        holds: Collection[tuple[str, str]],
+    ) -> tuple[StorePlan, ErasureReport]:
+        order, cut = self._order[sid]
+        plans: list[TablePlan] = []
+        report = ErasureReport(sid, {})
+        doomed: dict[str, set[Key]] = {}
+        for table in order:
+            rows = found.rows.get((sid, table.name), [])
+            tp = TablePlan(table)
+            outcome = TableOutcome()
+            reasons: dict[str, None] = {}
+            if table.erasure == "delete":
+                held = self._hold((f.category for f in table.fields), holds)
+                if held and rows:
+                    tp.held = True
+                    outcome.kept = len(rows)
+                    reasons[held] = None
+                else:
+                    tp.delete = [r[table.key] for r in rows]
+                    outcome.deleted = len(rows)
+            else:
+                tp.held = bool(rows)
+                for row in rows:
+                    changes, kept_reasons, nulled, masked = self._row_changes(table, row, holds)
+                    if changes:
+                        tp.update[row[table.key]] = changes
+                    tp.held = tp.held and not changes
+                    outcome.nulled += nulled
+                    outcome.masked += masked
+                    if kept_reasons:
+                        outcome.kept += 1
+                        reasons.update(dict.fromkeys(kept_reasons))
+            outcome.reasons = list(reasons)
+            doomed[table.name] = set(tp.delete)
+            plans.append(tp)
+            if rows:
+                report.tables[table.name] = outcome
+        # cut reference cycles: null the cut columns of rows that are about to be deleted
+        by_name = {tp.table.name: tp for tp in plans}
+        for child, column in cut:
+            tp = by_name[child]
+            for row in found.rows.get((sid, child), []):
+                key = row[tp.table.key]
+                if key in doomed[child] and row.get(column) is not None:
+                    tp.unlink.setdefault(key, {})[column] = None
+        return StorePlan(sid, plans), report
+
+    def _row_changes(
+        self, table: DatasetTable, row: Row, holds: Collection[tuple[str, str]]
+    ) -> tuple[dict[str, Any], list[str], int, int]:
+        changes: dict[str, Any] = {}
+        kept: list[str] = []
+        nulled = masked = 0
+        for f in table.fields:
+            if f.name == table.key:
+                continue
+            value = row.get(f.name)
+            strategy = table.strategy(f)
+            held = self._hold([f.category], holds)
+            if held:
+                if value is not None:
+                    kept.append(held)
+                continue
+            if strategy == "keep":
+                if value is not None:
+                    kept.append(self._reason(f.reason or table.reason))
+            elif strategy == "null" and value is not None:
+                changes[f.name] = None
+                nulled = 1
+            elif strategy == "mask" and value is not None and not _is_masked(value):
+                changes[f.name] = _mask(value)
+                masked = 1
+        return changes, kept, nulled, masked
+
+    # --- correcting ------------------------------------------------------------------------
+
+    def rectify(
+        self,
+        identities: Identities,
+        datastore: str,
+        table: str,
+        field: str,
+        value: str,
+        *,
+        actor: str,
+    ) -> int:
+        """Set a declared field of the person's rows in ``table``; returns rows changed.
+        Identity fields, keys and reference columns are refused (they are how the person
+        and their rows are found, not facts about them)."""
+        connector = self._connector(datastore)
+        declared = {t.name: t for t in connector.tables()}
+        t = declared.get(table)
+        if t is None:
+            raise PolicyError(f"table '{table}' is not declared in datastore '{datastore}'")
+        f = t.field(field)
+        if f is None:
+            raise PolicyError(f"field '{field}' is not declared in table '{table}'")
+        if f.identity or field == t.key or any(r.column == field for r in t.references):
+            raise PolicyError(
+                f"field '{field}' of table '{table}' identifies the person or links rows; "
+                "it cannot be rectified through a request"
+            )
+        found = self.discover(identities)
+        changed = 0
+        for row in found.rows.get((datastore, table), []):
+            if row.get(field) != value:
+                changed += connector.set_value(t, row[t.key], field, value)
+        return changed
+
+    # --- proving ---------------------------------------------------------------------------
+
+    def prove_erasure(
+        self, identities: Identities, *, holds: Collection[tuple[str, str]] = ()
+    ) -> ErasureProof:
+        """Re-query every declared table for every identity: rows that still hold what the
+        strategies erase (``remaining``) and rows kept on purpose (``kept``)."""
+        found = self.discover(identities)
+        remaining: dict[tuple[str, str], int] = {}
+        kept: dict[tuple[str, str], int] = {}
+        reasons: dict[tuple[str, str], list[str]] = {}
+        for sid, connector in self.connectors.items():
+            for table in connector.tables():
+                where = (sid, table.name)
+                left = held = 0
+                why: dict[str, None] = {}
+                for row in found.rows.get(where, []):
+                    if table.erasure == "delete":
+                        hold = self._hold((f.category for f in table.fields), holds)
+                        if hold:
+                            held += 1
+                            why[hold] = None
+                        else:
+                            left += 1
+                        continue
+                    changes, kept_reasons, _, _ = self._row_changes(table, row, holds)
+                    if changes:
+                        left += 1
+                    elif kept_reasons:
+                        held += 1
+                        why.update(dict.fromkeys(kept_reasons))
+                remaining[where] = left
+                if held:
+                    kept[where] = held
+                    reasons[where] = list(why)
+        return ErasureProof(remaining, kept, reasons)
+
+    def verify_erasure(
+        self, identities: Identities, *, holds: Collection[tuple[str, str]] = ()
+    ) -> dict[tuple[str, str], int]:
+        """Rows remaining per (datastore, table): zero everywhere proves the erasure."""
+        return self.prove_erasure(identities, holds=holds).remaining
+
+
+def _erasure_order(connector: Connector) -> tuple[list[DatasetTable], list[tuple[str, str]]]:
+    """Tables so that rows referring to others are erased before the rows they refer to;
+    where references form a cycle, one reference column (a nullable one, if any) is cut:
+    it is set to NULL on the rows about to be deleted, before anything is deleted."""
+    tables = list(connector.tables())
+    names = {t.name for t in tables}
+    # parent -> children referring to it (self references need no order)
+    children: dict[str, list[tuple[str, str]]] = defaultdict(list)
+    for t in tables:
+        for ref in t.references:
+            if ref.to_table in names and ref.to_table != t.name:
+                children[ref.to_table].append((t.name, ref.column))
+    by_name = {t.name: t for t in tables}
+    remaining = [t.name for t in tables]
+    done: set[str] = set()
+    order: list[DatasetTable] = []
+    cut: list[tuple[str, str]] = []
+
+    def ready(name: str) -> bool:
+        return all(c in done or c == name for c, _ in children[name])
+
+    while remaining:
+        pick = next((n for n in remaining if ready(n)), None)
+        if pick is None:  # a cycle: erase first a table whose waiting referrers can be cut
+
+            def blockers(name: str) -> Sequence[tuple[str, str]]:
+                return [(c, col) for c, col in children[name] if c not in done and c != name]
+
+            pick = next(
+                (n for n in remaining if all(connector.nullable(c, col) for c, col in blockers(n))),
+                remaining[0],
+            )
+            cut.extend(blockers(pick))
+        remaining.remove(pick)
+        done.add(pick)
+        order.append(by_name[pick])
+    return order, cut

@@ -1,0 +1,178 @@
+"""The 'troth' datastore: what troth itself holds about a subject.
+
+Consent choices (the ledger), tracking events recorded under the subject's first-party id,
+and vault values with the subject's data key. Subjects are stored only as keyed hashes, so
+the connector hashes the identities named in the annotations' ``subjects`` and looks those
+up; erasure deletes the consent and tracking rows in one transaction, then calls
+:meth:`troth.vault.vault.Vault.erase`, which deletes the values and shreds the data key in
+its own (audited) transaction — a crash in between leaves work that a re-run finishes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from sqlalchemy import delete, select
+
+from troth.errors import PolicyError, PurposeDenied, StoreError
+from troth.keyring.subjects import SUBJECT_PATTERN
+from troth.policy.datasets import DatasetField, DatasetTable, Datastore
+from troth.rights.connectors import TrothParts, register
+from troth.rights.types import Key, Row, StorePlan
+from troth.store.engine import reading, writing
+from troth.store.tables import consent_current, consent_events, tracking_events, vault_values
+
+__all__ = ["TrothConnector"]
+
+_CONSENT = ("receipt_id", "created_at", "policy_version", "language", "method", "jurisdiction")
+_TRACKING = ("id", "at", "tech_id", "kind", "name", "campaign", "page", "ip_prefix")
+
+
+def _visitor(subject_hash: str) -> str:
+    """How the tracker stores a consented visitor (see troth.tracking.tracker)."""
+    return "c:" + subject_hash[:40]
+
+
+@register("troth")
+class TrothConnector:
+    def __init__(self, datastore: Datastore, _url: str | None, troth: TrothParts | None) -> None:
+        if troth is None:
+            raise StoreError(
+                f"datastore '{datastore.id}' (kind troth) needs troth's own database and vault"
+            )
+        self.datastore = datastore
+        self.engine = troth.engine
+        self.vault = troth.vault
+        self.hash = troth.vault.hash
+        subjects = [
+            DatasetField(f"subject_{kind}", None, kind, None, None) for kind in datastore.subjects
+        ]
+        self._tables = [
+            DatasetTable(
+                "consent_events",
+                "receipt_id",
+                "delete",
+                None,
+                [
+                    *subjects,
+                    *(DatasetField(c, "consent_records") for c in _CONSENT[1:]),
+                    DatasetField("choices", "consent_records"),
+                ],
+                [],
+            ),
+            DatasetTable(
+                "tracking_events",
+                "id",
+                "delete",
+                None,
+                [*subjects, *(DatasetField(c, "usage") for c in _TRACKING[1:])],
+                [],
+            ),
+            DatasetTable(
+                "vault_values",
+                "category",
+                "delete",
+                None,
+                [*subjects, DatasetField("updated_at", None)],
+                [],
+            ),
+        ]
+
+    def tables(self) -> Sequence[DatasetTable]:
+        return self._tables
+
+    def nullable(self, table: str, column: str) -> bool:
+        return False
+
+    def _hashes(self, where: Mapping[str, Sequence[Any]]) -> dict[str, tuple[str, str]]:
+        """subject hash -> (identity column, subject) for every value that can be a subject."""
+        out: dict[str, tuple[str, str]] = {}
+        for name, values in where.items():
+            for value in values:
+                if isinstance(value, str) and SUBJECT_PATTERN.match(value):
+                    out[self.hash(value)] = (name, value)
+        return out
+
+    def fetch(self, table: DatasetTable, where: Mapping[str, Sequence[Any]]) -> list[Row]:
+        subjects = self._hashes(where)
+        if not subjects:
+            return []
+        hashes = list(subjects)
+        rows: list[Row] = []
+        with reading(self.engine).connect() as conn:
+            if table.name == "consent_events":
+                cols = [consent_events.c[c] for c in _CONSENT] + [consent_events.c.choices]
+                query = select(*cols, consent_events.c.subject_hash).where(
+                    consent_events.c.subject_hash.in_(hashes)
+                )
+                for r in conn.execute(query).mappings():
+                    rows.append(self._row(dict(r), subjects, r["subject_hash"]))
+            elif table.name == "tracking_events":
+                by_visitor = {_visitor(h): h for h in hashes}
+                cols = [tracking_events.c[c] for c in _TRACKING]
+                query = select(*cols, tracking_events.c.visitor).where(
+                    tracking_events.c.visitor.in_(list(by_visitor))
+                )
+                for r in conn.execute(query).mappings():
+                    out = dict(r)
+                    rows.append(self._row(out, subjects, by_visitor[out.pop("visitor")]))
+            elif table.name == "vault_values":
+                query = select(
+                    vault_values.c.subject_hash, vault_values.c.category, vault_values.c.updated_at
+                ).where(vault_values.c.subject_hash.in_(hashes))
+                for r in conn.execute(query).mappings():
+                    rows.append(self._row(dict(r), subjects, r["subject_hash"]))
+        return rows
+
+    @staticmethod
+    def _row(row: Row, subjects: dict[str, tuple[str, str]], subject_hash: str) -> Row:
+        row.pop("subject_hash", None)
+        name, value = subjects[subject_hash]
+        return {name: value, **row}
+
+    def apply(self, plan: StorePlan) -> None:
+        by_name = {tp.table.name: tp for tp in plan.tables}
+        subjects = sorted(
+            {
+                value
+                for kind in self.datastore.subjects
+                for value in plan.identities.get(kind, ())
+                if SUBJECT_PATTERN.match(value)
+            }
+        )
+        consent = by_name.get("consent_events")
+        tracking = by_name.get("tracking_events")
+        with writing(self.engine).begin() as conn:
+            if consent is not None and not consent.held:
+                hashes = [self.hash(s) for s in subjects]
+                for start in range(0, len(consent.delete), 500):
+                    keys = consent.delete[start : start + 500]
+                    conn.execute(
+                        delete(consent_events).where(consent_events.c.receipt_id.in_(keys))
+                    )
+                conn.execute(
+                    delete(consent_current).where(consent_current.c.subject_hash.in_(hashes))
+                )
+            if tracking is not None:
+                for start in range(0, len(tracking.delete), 500):
+                    keys = tracking.delete[start : start + 500]
+                    conn.execute(delete(tracking_events).where(tracking_events.c.id.in_(keys)))
+        vault = by_name.get("vault_values")
+        if vault is not None and vault.held:
+            return
+        for subject in subjects:
+            try:
+                self.vault.erase(subject, actor=plan.actor)
+            except PurposeDenied as denied:
+                if denied.rule != "legal_hold":
+                    raise
+
+    def set_value(self, table: DatasetTable, key: Key, column: str, value: Any) -> int:
+        raise PolicyError(
+            f"'{table.name}' in troth's own store cannot be rectified here: consent is changed "
+            "through the preference centre or the consent API, vault values through the vault"
+        )
+
+    def close(self) -> None:
+        """troth's engine belongs to troth; nothing to close here."""
