@@ -221,10 +221,10 @@ def _known(kind: Literal["decision", "condition"]) -> Any:
         for value in values:
             if value not in pool:
                 noun = "adequacy decision" if kind == "decision" else "adequacy scope condition"
-                raise ValueError(
-                    f"unknown {noun} {value!r}{data.suggest(kind, value)} (troth's adequacy "
-                    f"data set {data.version} lists: {', '.join(sorted(pool))})"
+                hint = data.suggest(kind, value) or (
+                    f" (troth's adequacy data set {data.version} lists: {', '.join(sorted(pool))})"
                 )
+                raise ValueError(f"unknown {noun} {value!r}{hint}")
         return values
 
     return check

@@ -130,6 +130,7 @@ class Vault:
         purpose: str,
         categories: Sequence[str],
         decision: VaultDecision,
+        details: dict[str, object] | None = None,
     ) -> None:
         self.audit.append(
             conn,
@@ -144,6 +145,7 @@ class Vault:
                         "categories": sorted(categories),
                         "rule": decision.rule,
                         "activities": list(decision.activities),
+                        **(details or {}),
                     },
                 )
             ],
@@ -207,31 +209,51 @@ class Vault:
         activity: str | None = None,
     ) -> dict[str, str | None]:
         subject_hash = self.hash(subject)
-        values: dict[str, str | None] = dict.fromkeys(categories)
         with writing(self.engine).begin() as conn:
-            decision = self.decide(conn, subject, subject_hash, purpose, categories, activity)
-            self._audit_decision(
-                conn, "vault.read", actor, subject_hash, purpose, categories, decision
+            decision, values = self.read_in(
+                conn, subject, subject_hash, categories, purpose, actor, activity
             )
-            if decision.allowed:
-                rows = conn.execute(
-                    select(vault_values.c.category, vault_values.c.ciphertext).where(
-                        vault_values.c.subject_hash == subject_hash,
-                        vault_values.c.category.in_(list(categories)),
-                    )
-                ).all()
-                dek = self.keyring.data_key(conn, subject_hash, create=False) if rows else None
-                for row in rows:
-                    if dek is None:
-                        break
-                    values[row.category] = self._open(
-                        dek, subject_hash, row.category, row.ciphertext
-                    )
             head = self.audit.take_head(conn)
         self.audit.publish(head)
         if not decision.allowed:
             raise self._deny(decision)
         return values
+
+    def read_in(
+        self,
+        conn: Connection,
+        subject: str,
+        subject_hash: str,
+        categories: Sequence[str],
+        purpose: str,
+        actor: str,
+        activity: str | None = None,
+        *,
+        action: str = "vault.read",
+        details: dict[str, object] | None = None,
+    ) -> tuple[VaultDecision, dict[str, str | None]]:
+        """Decide and, when allowed, read inside the caller's transaction; the decision is
+        audited either way (``details`` are added to the audit entry). The caller takes the
+        audit head. Used by :meth:`get` and by disclosures to recipients, which record the
+        disclosure in the same transaction."""
+        values: dict[str, str | None] = dict.fromkeys(categories)
+        decision = self.decide(conn, subject, subject_hash, purpose, categories, activity)
+        self._audit_decision(
+            conn, action, actor, subject_hash, purpose, categories, decision, details
+        )
+        if decision.allowed:
+            rows = conn.execute(
+                select(vault_values.c.category, vault_values.c.ciphertext).where(
+                    vault_values.c.subject_hash == subject_hash,
+                    vault_values.c.category.in_(list(categories)),
+                )
+            ).all()
+            dek = self.keyring.data_key(conn, subject_hash, create=False) if rows else None
+            for row in rows:
+                if dek is None:
+                    break
+                values[row.category] = self._open(dek, subject_hash, row.category, row.ciphertext)
+        return decision, values
 
     def _open(self, dek: bytes, subject_hash: str, category: str, sealed: bytes) -> str:
         try:
@@ -247,24 +269,82 @@ class Vault:
 
     # --- limits and erasure ------------------------------------------------------------
 
-    def limit(self, subject: str, kind: LimitKind, scope: str, reason: str, *, actor: str) -> None:
-        """Record a restriction, objection or legal hold ('*' or a purpose id)."""
+    def limit(self, subject: str, kind: LimitKind, scope: str, reason: str, *, actor: str) -> int:
+        """Record a restriction, objection ('*' or a purpose id) or legal hold ('*' or a data
+        category id); returns the limit's id."""
         subject_hash = self.hash(subject)
         with writing(self.engine).begin() as conn:
-            conn.execute(
-                insert(processing_limits).values(
-                    subject_hash=subject_hash,
-                    kind=kind,
-                    scope=scope,
-                    reason=reason,
-                    created_at=dt.datetime.now(dt.UTC),
-                )
-            )
-            self.audit.append(
-                conn, [AuditEvent(f"limit.{kind}", actor, subject_hash, {"scope": scope})]
-            )
+            limit_id = self.limit_in(conn, subject_hash, kind, scope, reason, actor=actor)
             head = self.audit.take_head(conn)
         self.audit.publish(head)
+        return limit_id
+
+    def limit_in(
+        self,
+        conn: Connection,
+        subject_hash: str,
+        kind: LimitKind,
+        scope: str,
+        reason: str,
+        *,
+        actor: str,
+        details: dict[str, object] | None = None,
+    ) -> int:
+        """:meth:`limit` inside the caller's transaction (the caller takes the audit head)."""
+        result = conn.execute(
+            insert(processing_limits)
+            .values(
+                subject_hash=subject_hash,
+                kind=kind,
+                scope=scope,
+                reason=reason,
+                created_at=dt.datetime.now(dt.UTC),
+            )
+            .returning(processing_limits.c.id)
+        )
+        limit_id = int(result.scalar_one())
+        self.audit.append(
+            conn,
+            [AuditEvent(f"limit.{kind}", actor, subject_hash, {"scope": scope, **(details or {})})],
+        )
+        return limit_id
+
+    def release_in(
+        self,
+        conn: Connection,
+        limit_id: int,
+        *,
+        actor: str,
+        details: dict[str, object] | None = None,
+    ) -> bool:
+        """Release one limit by id inside the caller's transaction; False if it was not
+        active. The caller takes the audit head."""
+        row = conn.execute(
+            select(
+                processing_limits.c.subject_hash,
+                processing_limits.c.kind,
+                processing_limits.c.scope,
+            ).where(processing_limits.c.id == limit_id, processing_limits.c.released_at.is_(None))
+        ).first()
+        if row is None:
+            return False
+        conn.execute(
+            update(processing_limits)
+            .where(processing_limits.c.id == limit_id)
+            .values(released_at=dt.datetime.now(dt.UTC))
+        )
+        self.audit.append(
+            conn,
+            [
+                AuditEvent(
+                    f"limit.{row.kind}.released",
+                    actor,
+                    row.subject_hash,
+                    {"scope": row.scope, **(details or {})},
+                )
+            ],
+        )
+        return True
 
     def release(self, subject: str, kind: LimitKind, scope: str, *, actor: str) -> int:
         subject_hash = self.hash(subject)
