@@ -148,7 +148,12 @@ def test_role_table():
     assert grants("owner") == set(PERMISSIONS)
     assert grants("privacy_officer") == set(PERMISSIONS) - {"vault.use"}
     assert grants("support_agent") == {"admin.view", "requests.view", "policy.view"}
-    assert grants("service") == {"vault.use", "consent.manage", "disclosures.record"}
+    assert grants("service") == {
+        "vault.use",
+        "consent.manage",
+        "disclosures.record",
+        "requests.submit",
+    }
     assert grants("auditor") == {"admin.view", "audit.read", "transfers.view"}
     assert not allows("support_agent", "requests.export")
     assert all(set(roles) <= set(ROLES) for roles in PERMISSIONS.values())
@@ -355,6 +360,12 @@ RULES: list[tuple[str, str, str]] = [
     ("POST", "/api/vault/limits*", "consent.manage"),
     ("GET", "/api/audit/*", "audit.read"),
     # --- data subject rights (F5): add rules below this line ---
+    ("POST", "/privacy/requests*", PUBLIC),  # submit, enter the code, ask for a new one
+    ("POST", "/api/rights/requests", "requests.submit"),
+    ("GET", "/api/rights/requests*", "requests.view"),
+    ("POST", "/api/rights/requests/*", "requests.manage"),
+    ("GET", "/admin/requests*", "requests.view"),
+    ("POST", "/admin/requests/*", "requests.manage"),
     # --- transfers, disclosures, legal requests (F6): add rules below this line ---
 ]
 

@@ -57,6 +57,8 @@ PERMISSIONS: Final[Mapping[str, frozenset[str]]] = {
     # data subject requests: see them, and export what they produce
     "requests.view": frozenset({"owner", "privacy_officer", "support_agent"}),
     "requests.export": _ALL_BUT_SERVICE,
+    # submit a request for an account the caller has authenticated (verified at once)
+    "requests.submit": frozenset({"owner", "privacy_officer", "service"}),
     # act on data subject requests: approve, extend, execute, reject
     "requests.manage": _ALL_BUT_SERVICE,
     # recipients, transfers and the disclosure log (read)

@@ -382,6 +382,14 @@ class RequestDesk:
             ],
         )
 
+    def record(self, request_id: str, step: str, actor: str, note: str, **details: Any) -> None:
+        """Record a step in a transaction of its own."""
+
+        def run(conn: Connection, _outbox: Outbox) -> None:
+            self.step(conn, self._lock(conn, request_id), step, actor, note, **details)
+
+        self._commit(run)
+
     def _subject_of(self, conn: Connection, request_id: str) -> str:
         subject: str = conn.execute(
             select(rights_requests.c.subject_hash).where(rights_requests.c.id == request_id)

@@ -1,0 +1,137 @@
+"""Everything the request lifecycle needs, assembled once per process from the settings
+and troth's own services (database, audit log, vault, consent ledger)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import sys
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sqlalchemy import Engine, select
+
+from troth.audit.log import AuditLog
+from troth.config import Settings
+from troth.consent.ledger import ConsentLedger
+from troth.policy.model import Policy
+from troth.rights.codes import Sealer
+from troth.rights.delivery import Deliveries
+from troth.rights.jobs import Worker
+from troth.rights.mailer import Mailer, make_mailer
+from troth.rights.requests import DeskConfig, RequestDesk
+from troth.rights.requests_execution import Executor
+from troth.store.engine import reading
+from troth.store.secrets import Secrets
+from troth.store.tables_rights import rights_jobs
+from troth.vault.vault import Vault
+
+__all__ = ["Rights", "datasets_path", "open_rights"]
+
+Clock = Callable[[], dt.datetime]
+
+
+def _utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def datasets_path(settings: Settings, policy_path: Path | None) -> Path | None:
+    """``TROTH_DATASETS``, else ``datasets.yaml`` beside the policy if there is one."""
+    if settings.datasets is not None:
+        return settings.datasets
+    if policy_path is not None:
+        beside = policy_path.parent / "datasets.yaml"
+        if beside.exists():
+            return beside
+    return None
+
+
+@dataclass
+class Rights:
+    settings: Settings
+    engine: Engine
+    audit: AuditLog
+    desk: RequestDesk
+    deliveries: Deliveries
+    executor: Executor
+    clock: Clock
+    _threads: list[tuple[threading.Thread, threading.Event]] = field(default_factory=list)
+
+    def worker(self, owner: str | None = None) -> Worker:
+        return Worker(
+            self.engine,
+            self.executor,
+            self.audit,
+            owner=owner,
+            lease=dt.timedelta(seconds=self.settings.rights_lease_seconds),
+            max_attempts=self.settings.rights_max_attempts,
+            clock=self.clock,
+        )
+
+    def pending(self) -> bool:
+        """Whether any job may be runnable (a cheap read before a worker's write claim)."""
+        with reading(self.engine).connect() as conn:
+            found = conn.execute(
+                select(rights_jobs.c.id)
+                .where(rights_jobs.c.state.in_(("queued", "running")))
+                .limit(1)
+            ).first()
+        return found is not None
+
+    def start_background(self, idle: float = 2.0) -> None:
+        """A worker thread inside this process (``troth serve``), until :meth:`stop`."""
+        stop = threading.Event()
+        worker = self.worker()
+
+        def loop() -> None:
+            while not stop.is_set():
+                try:
+                    busy = self.pending() and worker.run_once() is not None
+                except Exception as exc:  # the database went away: say so, try again later
+                    print(f"troth: request worker: {type(exc).__name__}; retrying", file=sys.stderr)
+                    busy = False
+                if not busy:
+                    stop.wait(idle)
+
+        thread = threading.Thread(target=loop, name="troth-rights-worker", daemon=True)
+        thread.start()
+        self._threads.append((thread, stop))
+
+    def stop(self) -> None:
+        for thread, stop in self._threads:
+            stop.set()
+            thread.join(timeout=60)
+        self._threads.clear()
+
+
+def open_rights(
+    settings: Settings,
+    policy: Policy,
+    engine: Engine,
+    audit: AuditLog,
+    vault: Vault,
+    ledger: ConsentLedger,
+    *,
+    datasets: Path | None = None,
+    mailer: Mailer | None = None,
+    clock: Clock = _utcnow,
+) -> Rights:
+    sealer = Sealer(Secrets(settings.keys_dir).key("rights"))
+    mailer = mailer or make_mailer(
+        settings.smtp_url, settings.outbox, settings.mail_from or policy.controller.email
+    )
+    config = DeskConfig(
+        auto_approve=settings.auto_approve_kinds(),
+        code_ttl=dt.timedelta(minutes=settings.rights_code_minutes),
+        code_attempts=settings.rights_code_attempts,
+        public_url=settings.public_url or (str(policy.url) if policy.url else ""),
+        service=policy.service,
+    )
+    desk = RequestDesk(engine, audit, sealer, mailer, vault.hash, config, clock)
+    deliveries = Deliveries(
+        engine, sealer, dt.timedelta(hours=settings.rights_download_hours), clock
+    )
+    executor = Executor(desk, deliveries, policy, engine, vault, ledger, datasets)
+    desk.queue_execution = executor.queue
+    return Rights(settings, engine, audit, desk, deliveries, executor, clock)
