@@ -18,6 +18,7 @@ from typing import Any
 
 from troth.policy.model import Policy
 from troth.policy.types import text_for
+from troth.policy.vocabulary import vocabulary
 from troth.rights.connectors import Connector
 from troth.rights.engine import Discovery
 
@@ -98,14 +99,23 @@ def build_package(
         return text_for(value, lang, default) or ""
 
     categories = {c.id: c for c in policy.categories}
-    used_for: dict[str, list[str]] = {}
+    vocab = vocabulary()
+    # category -> purpose title -> (legal bases, retention periods) of its activities
+    uses: dict[str, dict[str, tuple[dict[str, None], dict[str, None]]]] = {}
     for purpose, activity in policy.activities():
-        retention = f"; {words['kept']} {activity.retention.period}" if activity.retention else ""
-        line = f"{t(purpose.title)} ({words['basis']}: {activity.basis}{retention})"
+        term = vocab.lookup("legal_basis", activity.basis)
+        basis = term.label if term else activity.basis
         for cid in activity.categories:
-            used_for.setdefault(cid, [])
-            if line not in used_for[cid]:
-                used_for[cid].append(line)
+            bases, kept = uses.setdefault(cid, {}).setdefault(t(purpose.title), ({}, {}))
+            bases[basis] = None
+            if activity.retention:
+                kept[str(activity.retention.period)] = None
+    used_for: dict[str, list[str]] = {}
+    for cid, purposes in uses.items():
+        for title, (bases, kept) in purposes.items():
+            line = f"{title} ({words['basis']}: {', '.join(bases)}"
+            line += f"; {words['kept']}: {', '.join(kept)})" if kept else ")"
+            used_for.setdefault(cid, []).append(line)
 
     buffer = io.BytesIO()
     readme: list[str] = [f"# {words['title']}", ""]

@@ -1,0 +1,119 @@
+"""Finding a person's data: identities followed across tables and stores, reference
+cycles, unknown people, and the access package — on SQLite, PostgreSQL and MariaDB."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import zipfile
+
+from rights.conftest import ALEX, World
+from troth.consent.ledger import ConsentChange
+
+
+def test_an_email_leads_to_everything_the_person_has(world: World) -> None:
+    found = world.engine().discover({"email": [ALEX["email"]]})
+
+    # identities found on the way: account id and ref, phone, both device ids
+    assert found.identities["account_id"] == {"1"}
+    assert found.identities["account_ref"] == {ALEX["ref"]}
+    assert found.identities["phone"] == {ALEX["phone"]}
+    assert found.identities["device_id"] == set(ALEX["devices"])
+    counts = {table: len(rows) for (store, table), rows in found.rows.items()}
+    assert counts == {
+        "accounts": 1,
+        "subscriptions": 1,
+        "devices": 2,
+        "usage_records": 4,  # via subscription and via device, counted once
+        "threat_events": 2,  # by device id, a table with no reference at all
+        "invoices": 1,
+        "support_tickets": 1,  # written before signing up: found by e-mail only
+        "prospects": 1,
+    }
+    # only Alex's rows: nobody else's e-mail in anything found
+    emails = {r["email"] for rows in found.rows.values() for r in rows if r.get("email")}
+    assert emails == {ALEX["email"]}
+
+
+def test_a_device_id_alone_finds_only_what_hangs_off_that_device(world: World) -> None:
+    phone = ALEX["devices"][1]  # not the account's primary device
+    found = world.engine().discover({"device_id": [phone]})
+    tables = {t for (_, t) in found.rows}
+    # references are followed from the referenced row to the rows that refer to it, so a
+    # device does not reveal the account it belongs to (nor the account's other data)
+    assert tables == {"devices", "threat_events", "usage_records"}
+    assert [r["device_uid"] for r in found.rows[("lumen", "threat_events")]] == [phone]
+    assert len(found.rows[("lumen", "usage_records")]) == 2
+
+
+def test_the_primary_device_leads_to_its_account_as_declared(world: World) -> None:
+    # accounts.primary_device_id: devices.id says the account row belongs to whoever
+    # the device belongs to
+    found = world.engine().discover({"device_id": [ALEX["devices"][0]]})
+    assert found.identities["email"] == {ALEX["email"]}
+    assert len(found.rows[("lumen", "devices")]) == 2
+
+
+def test_a_reference_cycle_ends(world: World) -> None:
+    # accounts.primary_device_id -> devices.id and devices.account_id -> accounts.id
+    account = world.sql("SELECT primary_device_id FROM accounts WHERE id = 1")[0]
+    assert account[0] is not None
+    found = world.engine().discover({"account_id": ["1"]})
+    assert len(found.rows[("lumen", "accounts")]) == 1
+    assert len(found.rows[("lumen", "devices")]) == 2
+
+
+def test_an_unknown_person_gets_an_empty_package_not_an_error(world: World) -> None:
+    engine = world.engine()
+    found = engine.discover({"email": ["nobody@example.invalid"], "account_id": ["no-such-id"]})
+    assert found.is_empty()
+    with zipfile.ZipFile(io.BytesIO(engine.package(found, "en"))) as archive:
+        assert sorted(archive.namelist()) == ["README.md", "identities.json"]
+        assert "We hold no personal data" in archive.read("README.md").decode()
+
+
+def test_package_has_json_and_csv_per_table_and_a_readme_from_the_policy(world: World) -> None:
+    engine = world.engine()
+    found = engine.access({"email": [ALEX["email"]]})
+    data = engine.package(found, "en")
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        names = set(archive.namelist())
+        for table in ("accounts", "devices", "threat_events", "invoices", "support_tickets"):
+            assert f"lumen/{table}.json" in names
+            assert f"lumen/{table}.csv" in names
+        devices = json.loads(archive.read("lumen/devices.json"))
+        assert sorted(d["device_uid"] for d in devices) == sorted(ALEX["devices"])
+        rows = list(csv.DictReader(io.StringIO(archive.read("lumen/accounts.csv").decode())))
+        assert rows[0]["email"] == ALEX["email"]
+        assert rows[0]["name"] == "Alex Example"
+        # undeclared columns are not exported (plans are not personal data)
+        assert "lumen/plans.json" not in names
+        readme = archive.read("README.md").decode()
+    # each category by its policy name, and the purposes that use it
+    assert "Account information: Your name, e-mail address" in readme
+    assert "Threat information" in readme
+    assert "Used for: To provide, maintain, troubleshoot and support our services" in readme
+    assert "Art 6(1-b) contract" in readme
+    assert "Bandwidth usage" in readme
+
+
+def test_package_readme_in_german(world: World) -> None:
+    engine = world.engine()
+    found = engine.access({"email": [ALEX["email"]]})
+    with zipfile.ZipFile(io.BytesIO(engine.package(found, "de"))) as archive:
+        readme = archive.read("README.md").decode()
+    assert "Ihre personenbezogenen Daten" in readme
+    assert "Kontodaten" in readme
+
+
+def test_troth_own_store_is_searched_by_the_account_ref_found_on_the_way(world: World) -> None:
+    world.services.ledger.record(
+        ConsentChange(ALEX["ref"], {"analytics": "given"}, "api", "en", "1.0.0")
+    )
+    world.services.vault.put(ALEX["ref"], "bandwidth_usage", "5 GB", purpose="provide_service")
+    found = world.engine().discover({"email": [ALEX["email"]]})
+    consent = found.rows[("troth", "consent_events")]
+    assert len(consent) == 1
+    assert consent[0]["subject_account_ref"] == ALEX["ref"]
+    assert [r["category"] for r in found.rows[("troth", "vault_values")]] == ["bandwidth_usage"]
