@@ -367,6 +367,14 @@ RULES: list[tuple[str, str, str]] = [
     ("GET", "/admin/requests*", "requests.view"),
     ("POST", "/admin/requests/*", "requests.manage"),
     # --- transfers, disclosures, legal requests (F6): add rules below this line ---
+    ("GET", "/api/transfers", "transfers.view"),
+    ("GET", "/api/disclosures*", "transfers.view"),  # the log and its report
+    ("POST", "/api/disclosures", "disclosures.record"),
+    ("POST", "/api/vault/disclose", "vault.use"),
+    ("GET POST", "/api/legal*", "legal.manage"),
+    ("GET", "/admin/transfers", "transfers.view"),
+    ("GET", "/admin/disclosures", "transfers.view"),
+    ("GET POST", "/admin/legal*", "legal.manage"),
 ]
 
 SAMPLES = {
