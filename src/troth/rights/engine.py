@@ -262,49 +262,92 @@ class RightsEngine:
         holds: Collection[tuple[str, str]],
     ) -> tuple[StorePlan, ErasureReport]:
         order, cut = self._order[sid]
-        plans: list[TablePlan] = []
-        report = ErasureReport(sid, {})
-        doomed: dict[str, set[Key]] = {}
+        plans: dict[str, TablePlan] = {}
+        outcomes: dict[str, TableOutcome] = {}
+        # rows kept whole (delete tables under a hold, or referred to by kept rows): reasons
+        kept_rows: dict[str, dict[Key, list[str]]] = {}
+        rows_of = {t.name: found.rows.get((sid, t.name), []) for t in order}
         for table in order:
-            rows = found.rows.get((sid, table.name), [])
-            tp = TablePlan(table)
-            outcome = TableOutcome()
-            reasons: dict[str, None] = {}
+            rows = rows_of[table.name]
+            tp = plans[table.name] = TablePlan(table)
+            outcome = outcomes[table.name] = TableOutcome()
+            kept_rows[table.name] = {}
             if table.erasure == "delete":
                 held = self._hold((f.category for f in table.fields), holds)
-                if held and rows:
-                    tp.held = True
-                    outcome.kept = len(rows)
-                    reasons[held] = None
-                else:
-                    tp.delete = [r[table.key] for r in rows]
-                    outcome.deleted = len(rows)
-            else:
-                tp.held = bool(rows)
                 for row in rows:
-                    changes, kept_reasons, nulled, masked = self._row_changes(table, row, holds)
-                    if changes:
-                        tp.update[row[table.key]] = changes
-                    tp.held = tp.held and not changes
-                    outcome.nulled += nulled
-                    outcome.masked += masked
-                    if kept_reasons:
-                        outcome.kept += 1
-                        reasons.update(dict.fromkeys(kept_reasons))
+                    if held:
+                        kept_rows[table.name][row[table.key]] = [held]
+                    else:
+                        tp.delete.append(row[table.key])
+                continue
+            for row in rows:
+                changes, kept_reasons, nulled, masked = self._row_changes(table, row, holds)
+                if changes:
+                    tp.update[row[table.key]] = changes
+                outcome.nulled += nulled
+                outcome.masked += masked
+                if kept_reasons:
+                    kept_rows[table.name][row[table.key]] = kept_reasons
+        self._keep_what_kept_rows_refer_to(order, rows_of, plans, kept_rows)
+        report = ErasureReport(sid, {})
+        for table in order:
+            tp, outcome = plans[table.name], outcomes[table.name]
+            outcome.deleted = len(tp.delete)
+            outcome.kept = len(kept_rows[table.name])
+            reasons = dict.fromkeys(r for rs in kept_rows[table.name].values() for r in rs)
             outcome.reasons = list(reasons)
-            doomed[table.name] = set(tp.delete)
-            plans.append(tp)
-            if rows:
+            tp.held = bool(rows_of[table.name]) and not tp.delete and not tp.update
+            if rows_of[table.name]:
                 report.tables[table.name] = outcome
         # cut reference cycles: null the cut columns of rows that are about to be deleted
-        by_name = {tp.table.name: tp for tp in plans}
         for child, column in cut:
-            tp = by_name[child]
-            for row in found.rows.get((sid, child), []):
+            tp = plans[child]
+            doomed = set(tp.delete)
+            for row in rows_of[child]:
                 key = row[tp.table.key]
-                if key in doomed[child] and row.get(column) is not None:
+                if key in doomed and row.get(column) is not None:
                     tp.unlink.setdefault(key, {})[column] = None
-        return StorePlan(sid, plans), report
+        return StorePlan(sid, [plans[t.name] for t in order]), report
+
+    @staticmethod
+    def _keep_what_kept_rows_refer_to(
+        order: Sequence[DatasetTable],
+        rows_of: Mapping[str, Sequence[Row]],
+        plans: Mapping[str, TablePlan],
+        kept_rows: dict[str, dict[Key, list[str]]],
+    ) -> None:
+        """A row that stays and still refers to a row planned for deletion keeps that row
+        too (the database would refuse the delete, and the kept row would lose its context);
+        the kept row's reasons carry over, up the references, until nothing changes."""
+        changed = True
+        while changed:
+            changed = False
+            for table in order:
+                tp = plans[table.name]
+                deleted = set(tp.delete)
+                for row in rows_of[table.name]:
+                    key = row[table.key]
+                    if key in deleted:
+                        continue
+                    reasons = kept_rows[table.name].get(key) or [
+                        f"referred to by kept rows of {table.name}"
+                    ]
+                    for ref in table.references:
+                        if ref.to_table not in plans or ref.to_table == table.name:
+                            continue
+                        if ref.column in tp.update.get(key, {}):
+                            continue  # the link itself is erased
+                        value = row.get(ref.column)
+                        parent = plans[ref.to_table]
+                        if value is None or not parent.delete:
+                            continue
+                        pkey = parent.table.key
+                        doomed = set(parent.delete)
+                        for prow in rows_of[ref.to_table]:
+                            if prow.get(ref.to_column) == value and prow[pkey] in doomed:
+                                parent.delete.remove(prow[pkey])
+                                kept_rows[ref.to_table][prow[pkey]] = list(reasons)
+                                changed = True
 
     def _row_changes(
         self, table: DatasetTable, row: Row, holds: Collection[tuple[str, str]]
@@ -373,36 +416,21 @@ class RightsEngine:
     def prove_erasure(
         self, identities: Identities, *, holds: Collection[tuple[str, str]] = ()
     ) -> ErasureProof:
-        """Re-query every declared table for every identity: rows that still hold what the
-        strategies erase (``remaining``) and rows kept on purpose (``kept``)."""
+        """Re-query every declared table for every identity: rows that an erasure would
+        still change (``remaining``) and rows kept on purpose (``kept``, with reasons)."""
         found = self.discover(identities)
         remaining: dict[tuple[str, str], int] = {}
         kept: dict[tuple[str, str], int] = {}
         reasons: dict[tuple[str, str], list[str]] = {}
         for sid, connector in self.connectors.items():
-            for table in connector.tables():
-                where = (sid, table.name)
-                left = held = 0
-                why: dict[str, None] = {}
-                for row in found.rows.get(where, []):
-                    if table.erasure == "delete":
-                        hold = self._hold((f.category for f in table.fields), holds)
-                        if hold:
-                            held += 1
-                            why[hold] = None
-                        else:
-                            left += 1
-                        continue
-                    changes, kept_reasons, _, _ = self._row_changes(table, row, holds)
-                    if changes:
-                        left += 1
-                    elif kept_reasons:
-                        held += 1
-                        why.update(dict.fromkeys(kept_reasons))
-                remaining[where] = left
-                if held:
-                    kept[where] = held
-                    reasons[where] = list(why)
+            plan, report = self._plan(sid, connector, found, holds)
+            for tp in plan.tables:
+                where = (sid, tp.table.name)
+                remaining[where] = len(set(tp.delete) | set(tp.update))
+                outcome = report.tables.get(tp.table.name)
+                if outcome is not None and outcome.kept:
+                    kept[where] = outcome.kept
+                    reasons[where] = list(outcome.reasons)
         return ErasureProof(remaining, kept, reasons)
 
     def verify_erasure(
