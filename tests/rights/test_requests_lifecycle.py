@@ -1,0 +1,219 @@
+"""A data subject request from the portal to the download, and from an authenticated
+account to a proven erasure — over HTTP, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from conftest import SEED, TROTH_BIN
+from rights.conftest import ALEX
+from rights.lifecycle_support import Lifecycle, lifecycle, no_identity_in
+from troth.consent.ledger import ConsentChange
+from troth.errors import PurposeDenied
+from troth.store.tables import audit_entries
+
+
+@pytest.fixture
+def life(db_url: str, tmp_path: Path) -> Iterator[Lifecycle]:
+    with lifecycle(db_url, tmp_path) as made:
+        yield made
+
+
+def test_portal_request_is_verified_by_code_run_by_a_worker_and_downloaded_once(life):
+    client = life.client
+    page = client.get("/privacy/requests")
+    assert page.status_code == 200
+    assert 'name="kind" value="portability"' in page.text
+
+    r = client.post(
+        "/privacy/requests",
+        data={"kind": "access", "email": ALEX["email"].upper(), "scope": "*"},
+        follow_redirects=False,
+    )
+    assert r.status_code == 303
+    status_url = r.headers["location"]
+    request_id = status_url.rsplit("/", 1)[1]
+    assert ALEX["email"] not in status_url
+    page = client.get(status_url)
+    assert "Confirm it is you" in page.text
+    assert ALEX["email"] not in page.text
+
+    # a wrong code counts, says how many tries are left, and changes nothing else
+    code = life.code(ALEX["email"])
+    wrong = "00000000" if code != "00000000" else "11111111"
+    r = client.post(f"{status_url}/verify", json={"code": wrong})
+    assert r.status_code == 422
+    assert r.json()["detail"] == "code: wrong; 4 attempts left"
+    assert client.get(status_url, headers={"Accept": "application/json"}).json()["state"] == (
+        "submitted"
+    )
+
+    r = client.post(f"{status_url}/verify", data={"code": f"{code[:4]} {code[4:]}"},
+                    follow_redirects=False)  # fmt: skip
+    assert r.status_code == 303
+    state = client.get(status_url, headers={"Accept": "application/json"}).json()
+    assert state["state"] == "executing"  # access is approved automatically once verified
+
+    # a worker of its own (another engine, as another process would have) runs the jobs:
+    # discovery, then one job per declared datastore
+    assert life.work() == 3
+    state = client.get(status_url, headers={"Accept": "application/json"}).json()
+    assert state["state"] == "completed"
+
+    link = life.link(ALEX["email"])
+    r = client.get(link)
+    assert r.status_code == 200
+    assert r.headers["content-type"] == "application/zip"
+    with zipfile.ZipFile(io.BytesIO(r.content)) as archive:
+        names = set(archive.namelist())
+        identities = json.loads(archive.read("identities.json"))
+    assert "README.md" in names
+    assert any(n.endswith("accounts.json") for n in names)
+    assert any(n.endswith("accounts.csv") for n in names)
+    assert identities["email"] == [ALEX["email"]]
+
+    again = client.get(link)
+    assert again.status_code == 410
+    assert again.json()["detail"].startswith("token: this link was used already")
+
+    detail = life.client.get(
+        f"/api/rights/requests/{request_id}", headers=life.key("privacy_officer")
+    ).json()
+    steps = [s["step"] for s in detail["steps"]]
+    assert steps == [
+        "submitted", "code_sent", "code_refused", "verified", "approved", "executing",
+        "discovered", "completed", "downloaded",
+    ]  # fmt: skip
+
+    # every step is in the audit log, under a keyed hash: the e-mail is nowhere in clear
+    with life.services.engine.connect() as conn:
+        actions = [r.action for r in conn.execute(select(audit_entries.c.action))]
+    assert {f"rights.{s}" for s in steps} <= set(actions)
+    no_identity_in(life.dump(), ALEX["email"], ALEX["ref"], ALEX["phone"])
+    assert life.services.audit.verify(life.services.engine).ok
+
+
+def test_an_account_erasure_waits_for_an_officer_keeps_what_a_hold_covers_and_is_proven(
+    life, tmp_path
+):
+    service, officer = life.key("service"), life.key("privacy_officer")
+    life.services.vault.limit(
+        ALEX["ref"], "legal_hold", "billing", "Tax audit 2026 (case 17)", actor="test"
+    )
+    body = {
+        "kind": "erasure",
+        "identities": {"account_ref": [ALEX["ref"]], "email": [ALEX["email"]]},
+    }
+    r = life.client.post("/api/rights/requests", json=body, headers=service)
+    assert r.status_code == 201, r.text
+    created = r.json()
+    assert created["state"] == "verified"
+    assert created["verified_by"].startswith("account (api_key:")
+    request_id = created["id"]
+    assert life.work() == 0  # erasure is not approved automatically
+
+    # a support agent may look but not decide
+    agent = life.key("support_agent")
+    assert life.client.get(f"/api/rights/requests/{request_id}", headers=agent).status_code == 200
+    r = life.client.post(f"/api/rights/requests/{request_id}/approve", headers=agent)
+    assert r.status_code == 403
+
+    r = life.client.post(f"/api/rights/requests/{request_id}/approve", headers=officer)
+    assert r.status_code == 200
+    assert r.json()["state"] == "executing"
+    assert life.work() == 3
+
+    done = life.client.get(f"/api/rights/requests/{request_id}", headers=officer).json()
+    assert done["state"] == "completed"
+    assert done["result"]["holds"] == [{"scope": "billing", "reason": "Tax audit 2026 (case 17)"}]
+    assert "kept under legal hold: Tax audit 2026 (case 17)" in done["steps"][-1]["note"]
+    status = life.client.get(f"/privacy/requests/{request_id}")
+    assert "Tax audit 2026 (case 17)" in status.text
+
+    # Lumen: threat events and prospects are gone; billing rows (and the rows they hang
+    # on) are kept while the hold lasts
+    assert (
+        life.lumen("SELECT device_uid FROM threat_events WHERE device_uid LIKE 'dev-alex%'") == []
+    )
+    assert life.lumen("SELECT email FROM prospects WHERE email = :e", e=ALEX["email"]) == []
+    assert life.lumen("SELECT id FROM subscriptions WHERE account_id = 1") != []
+
+    # proof, from another process: no row remains that erasure should have changed; the
+    # rows kept are listed apart with their reasons
+    env = {
+        "TROTH_DATABASE_URL": life.settings.database_url,
+        "TROTH_KEYS_DIR": str(life.settings.keys_dir),
+        "TROTH_AUDIT_HEADS": str(life.settings.audit_heads),
+        "TROTH_DATASETS": str(life.settings.datasets),
+        "TROTH_OUTBOX": str(life.outbox),
+        "PATH": "/usr/bin:/bin",
+    }
+    proof = subprocess.run(
+        [TROTH_BIN, "rights", "verify-erasure", request_id, "--policy", str(SEED)],
+        capture_output=True, text=True, env=env, cwd=tmp_path, check=False,
+    )  # fmt: skip
+    assert proof.returncode == 0, proof.stdout + proof.stderr
+    assert "erasure proven" in proof.stdout
+    assert "kept: legal hold: Tax audit 2026 (case 17)" in proof.stdout
+    no_identity_in(proof.stdout + proof.stderr, ALEX["email"], ALEX["ref"])
+
+    # rows put back behind troth's back are found: exit 1
+    life.lumen(
+        "INSERT INTO prospects (id, email, name, source, created_at) "
+        "VALUES (9001, :e, 'Alex', 'fair', '2026-11-01')",
+        e=ALEX["email"],
+    )
+    again = subprocess.run(
+        [TROTH_BIN, "rights", "verify-erasure", request_id, "--policy", str(SEED)],
+        capture_output=True, text=True, env=env, cwd=tmp_path, check=False,
+    )  # fmt: skip
+    assert again.returncode == 1
+    assert "NOT ERASED: 1 row(s) remain" in again.stdout
+
+
+def test_restriction_and_objection_are_read_by_vault_and_consent_decisions(life):
+    vault, ledger = life.services.vault, life.services.ledger
+    subject = ALEX["ref"]
+    vault.put(subject, "contact", "+49 30 1", purpose="provide_service")
+    ledger.record(
+        ConsentChange(
+            subject, {"email_marketing": "given"}, "api", "en", life.services.policy.version
+        )
+    )
+    service = life.key("service")
+
+    r = life.client.post(
+        "/api/rights/requests",
+        json={
+            "kind": "objection",
+            "identities": {"account_ref": [subject]},
+            "scope": "communicate",
+        },
+        headers=service,
+    )
+    assert r.status_code == 201, r.text
+    r = life.client.post(
+        "/api/rights/requests",
+        json={"kind": "restriction", "identities": {"account_ref": [subject]}},
+        headers=service,
+    )
+    assert r.status_code == 201
+    life.work()
+
+    with pytest.raises(PurposeDenied) as denied:
+        vault.get(subject, ["contact"], purpose="provide_service")
+    assert denied.value.rule == "restriction"
+    assert not ledger.effective(subject).allowed("email_marketing")
+    officer = life.key("privacy_officer")
+    listed = life.client.get("/api/rights/requests?state=completed", headers=officer).json()
+    kinds = {r["kind"]: r["result"]["jobs"]["limit:troth"] for r in listed["requests"]}
+    assert kinds["objection"]["consent_withdrawn"] == ["email_marketing"]
+    assert kinds["restriction"]["subjects"] == 1
