@@ -135,11 +135,6 @@ def register(app: typer.Typer) -> None:
                 params={"scope": scope},
                 corrections=corrections,
                 verified_by=f"officer: {verified}" if verified else None,
-                **(
-                    {"identity_kinds": kinds}
-                    if (kinds := _identity_kinds(rights)) is not None
-                    else {}
-                ),
             )
         except TrothError as exc:
             raise _refused(exc) from None
@@ -300,10 +295,3 @@ def register(app: typer.Typer) -> None:
             typer.echo(f"{verdict} ({len(check.remaining)} declared tables)")
         if not check.proven:
             raise typer.Exit(1)
-
-
-def _identity_kinds(rights: Rights) -> list[str] | None:
-    try:
-        return rights.executor.identity_kinds()
-    except TrothError:
-        return None

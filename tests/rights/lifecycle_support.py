@@ -57,6 +57,7 @@ class Lifecycle:
     lumen_url: str
     outbox: Path
     opened: list[Rights] = field(default_factory=list)
+    worker_rights: Rights | None = None  # on the real clock
 
     @property
     def services(self) -> Services:
@@ -85,7 +86,9 @@ class Lifecycle:
 
     def work(self) -> int:
         """Run every runnable job with a separate worker; how many ran."""
-        worker = (self.opened[0] if self.opened else self.rights()).worker()
+        if self.worker_rights is None:
+            self.worker_rights = self.rights()
+        worker = self.worker_rights.worker()
         ran = 0
         while worker.run_once() is not None:
             ran += 1

@@ -48,6 +48,8 @@ __all__ = [
     "RequestView",
     "Step",
     "Workload",
+    "check_identities",
+    "request_workload",
 ]
 
 KINDS = ("access", "portability", "erasure", "rectification", "restriction", "objection")
@@ -188,6 +190,29 @@ def _view(row: Row[Any], steps: Sequence[Step] = ()) -> RequestView:
     )
 
 
+def request_workload(engine: Engine, today: dt.date) -> Workload:
+    """Open requests, those due within :data:`DUE_SOON_DAYS`, and those overdue."""
+    deadline = func.coalesce(rights_requests.c.extended_due, rights_requests.c.due)
+    soon = today + dt.timedelta(DUE_SOON_DAYS)
+    with reading(engine).connect() as conn:
+        by_state = {
+            r.state: int(r.n)
+            for r in conn.execute(
+                select(rights_requests.c.state, func.count().label("n")).group_by(
+                    rights_requests.c.state
+                )
+            )
+        }
+        is_open = rights_requests.c.state.in_(OPEN_STATES)
+        overdue = conn.execute(select(func.count()).where(is_open, deadline < today)).scalar_one()
+        due_soon = conn.execute(
+            select(func.count()).where(is_open, deadline >= today, deadline <= soon)
+        ).scalar_one()
+    return Workload(
+        sum(by_state.get(s, 0) for s in OPEN_STATES), int(due_soon), int(overdue), by_state
+    )
+
+
 def check_identities(
     identities: Mapping[str, Sequence[str]], kinds: Sequence[str] = IDENTITY_KINDS
 ) -> dict[str, list[str]]:
@@ -254,6 +279,8 @@ class RequestDesk:
         self.clock = clock
         # set by the executor: queues a request's jobs inside the caller's transaction
         self.queue_execution: Callable[[Connection, RequestView, str], None] | None = None
+        # set by the executor: the identity kinds the dataset annotations declare
+        self.identity_kinds: Callable[[], Sequence[str] | None] | None = None
 
     # --- reading ---------------------------------------------------------------------------
 
@@ -296,28 +323,7 @@ class RequestDesk:
         return [_view(r) for r in rows]
 
     def workload(self) -> Workload:
-        today = self.today()
-        deadline = func.coalesce(rights_requests.c.extended_due, rights_requests.c.due)
-        soon = today + dt.timedelta(DUE_SOON_DAYS)
-        with reading(self.engine).connect() as conn:
-            by_state = {
-                r.state: int(r.n)
-                for r in conn.execute(
-                    select(rights_requests.c.state, func.count().label("n")).group_by(
-                        rights_requests.c.state
-                    )
-                )
-            }
-            is_open = rights_requests.c.state.in_(OPEN_STATES)
-            overdue = conn.execute(
-                select(func.count()).where(is_open, deadline < today)
-            ).scalar_one()
-            due_soon = conn.execute(
-                select(func.count()).where(is_open, deadline >= today, deadline <= soon)
-            ).scalar_one()
-        return Workload(
-            sum(by_state.get(s, 0) for s in OPEN_STATES), int(due_soon), int(overdue), by_state
-        )
+        return request_workload(self.engine, self.today())
 
     def identities(self, request_id: str) -> dict[str, list[str]]:
         """The identities the request was made with (personal data: for execution only)."""
@@ -444,13 +450,14 @@ class RequestDesk:
         params: Mapping[str, Any] | None = None,
         corrections: Mapping[str, str] | None = None,
         verified_by: str | None = None,
-        identity_kinds: Sequence[str] = IDENTITY_KINDS,
+        identity_kinds: Sequence[str] | None = None,
     ) -> RequestView:
         """Record a request. Without ``verified_by`` it waits for the code e-mailed to its
         e-mail identity; with it (an authenticated account) it is verified at once."""
         if kind not in KINDS:
             raise RequestError(422, "Invalid request", f"kind: use one of {', '.join(KINDS)}")
-        clean = check_identities(identities, identity_kinds)
+        kinds = identity_kinds or (self.identity_kinds() if self.identity_kinds else None)
+        clean = check_identities(identities, kinds or IDENTITY_KINDS)
         if verified_by is None and "email" not in clean:
             raise RequestError(
                 422,

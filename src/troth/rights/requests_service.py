@@ -21,6 +21,7 @@ from troth.rights.delivery import Deliveries
 from troth.rights.jobs import Worker
 from troth.rights.mailer import Mailer, make_mailer
 from troth.rights.requests import DeskConfig, RequestDesk
+from troth.rights.requests_errors import RequestError
 from troth.rights.requests_execution import Executor
 from troth.store.engine import reading
 from troth.store.secrets import Secrets
@@ -134,4 +135,12 @@ def open_rights(
     )
     executor = Executor(desk, deliveries, policy, engine, vault, ledger, datasets)
     desk.queue_execution = executor.queue
+
+    def identity_kinds() -> list[str] | None:
+        try:
+            return executor.identity_kinds()
+        except RequestError:  # annotations unusable: execution says why, not submission
+            return None
+
+    desk.identity_kinds = identity_kinds
     return Rights(settings, engine, audit, desk, deliveries, executor, clock)

@@ -28,6 +28,7 @@ from troth.auth.sessions import SESSION_LIFETIME, create_session, destroy_sessio
 from troth.auth.users import LOCK_FOR, MAX_FAILURES, list_users, login_attempt
 from troth.consent.report import ConsentReport, consent_report
 from troth.errors import TrothError
+from troth.rights.requests import request_workload
 from troth.web.admin_pages import NO_STORE as _NO_STORE
 from troth.web.admin_pages import render_admin
 from troth.web.auth_deps import (
@@ -305,7 +306,13 @@ def admin_router(
             consent=consent,
             chart=chart,
             audit=audit_view,
-            requests=[] if principal.may("requests.view") else None,
+            requests=(
+                await run_in_threadpool(
+                    request_workload, services.engine, dt.datetime.now(dt.UTC).date()
+                )
+                if principal.may("requests.view")
+                else None
+            ),
         )
 
     @router.get("/admin", response_class=HTMLResponse)

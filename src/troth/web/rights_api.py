@@ -178,12 +178,6 @@ def rights_router(services: Services) -> APIRouter:
     def language(asked: str | None) -> str:
         return asked if asked in policy.languages else policy.default_language
 
-    def kinds() -> list[str] | None:
-        try:
-            return rights.executor.identity_kinds()
-        except RequestError:
-            return None
-
     def limited(request: Request) -> Response | None:
         wait = limiter.take(client_key(request))
         if wait:
@@ -346,7 +340,6 @@ def rights_router(services: Services) -> APIRouter:
             if not as_json:
                 raise RequestError(415, "JSON expected", "body: send application/json")
             body = _parse(AccountIn, data)
-            declared = kinds()
             view = await call(
                 lambda: desk.submit(
                     body.kind,
@@ -357,7 +350,6 @@ def rights_router(services: Services) -> APIRouter:
                     params={"scope": body.scope},
                     corrections=body.corrections,
                     verified_by=f"account ({_actor(who)})",
-                    **({"identity_kinds": declared} if declared else {}),
                 )
             )
         except RequestError as exc:
