@@ -76,10 +76,46 @@ def check(
     output: Annotated[
         OutputFormat, typer.Option("--format", "-f", help="text or json")
     ] = OutputFormat.text,
+    datasets: Annotated[
+        Path | None,
+        typer.Option(
+            "--datasets",
+            help="Dataset annotations to validate (default: datasets.yaml beside the policy)",
+        ),
+    ] = None,
+    connect: Annotated[
+        bool,
+        typer.Option(
+            "--connect",
+            help="Also check the annotations against the live databases: missing tables "
+            "and columns, unindexed identity and reference columns",
+        ),
+    ] = False,
 ) -> None:
-    """Validate and lint a policy. Exit 0 clean, 1 lint errors, 2 invalid file."""
+    """Validate and lint a policy (and its dataset annotations). Exit 0 clean, 1 lint
+    errors, 2 invalid file."""
     loaded = _load(policy)
     findings: list[Finding] = lint(loaded, available_locales()) + reference_findings(loaded)
+    annotations = datasets or (policy.parent / "datasets.yaml")
+    summary = ""
+    if datasets is not None or annotations.is_file() or connect:
+        from troth.policy.datasets import load_datasets
+
+        try:
+            declared = load_datasets(annotations, loaded.policy)
+        except TrothError as exc:
+            raise _fail(exc) from None
+        tables = sum(len(s.tables) for s in declared.datastores)
+        summary = (
+            f"\n{annotations}: {_count(len(declared.datastores), 'datastore')}, "
+            f"{_count(tables, 'table')}"
+        )
+        if connect:
+            from troth.rights.schema_check import check_schemas
+
+            schema = check_schemas(declared)
+            findings += schema
+            summary += f", checked against the live schema ({_count(len(schema), 'finding')})"
     errors = [f for f in findings if f.severity == "error"]
     if output is OutputFormat.json:
         typer.echo(
@@ -105,6 +141,7 @@ def check(
             f"{sum(len(x.activities) for x in p.purposes)} activities, "
             f"{len(p.tracking)} tracking technologies, {len(p.recipients)} recipients — "
             f"{_count(len(errors), 'error')}, {_count(len(findings) - len(errors), 'warning')}"
+            + summary
         )
     raise typer.Exit(1 if errors else 0)
 

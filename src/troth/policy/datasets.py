@@ -52,7 +52,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
-from troth.errors import PolicyFileError, Problem
+from troth.errors import Location, PolicyFileError, Problem
 from troth.policy.loader import (
     SourceMap,
     compose_mapping,
@@ -171,6 +171,7 @@ class Datasets:
     identities: list[IdentityKind]
     datastores: list[Datastore]
     path: str = "<datasets>"
+    source: SourceMap | None = field(default=None, compare=False, repr=False)
 
     def store(self, id: str) -> Datastore:
         for s in self.datastores:
@@ -180,6 +181,35 @@ class Datasets:
 
     def identity_kinds(self) -> list[IdentityKind]:
         return list(self.identities)
+
+    def location(
+        self,
+        store: str,
+        table: str | None = None,
+        column: str | None = None,
+        *,
+        reference: bool = False,
+    ) -> Location:
+        """Where a datastore, table or column was declared (as a field, or as a reference
+        column: ``reference`` prefers that place when it is both)."""
+        if self.source is None:
+            return Location(self.path, 1, 1)
+        index = next((i for i, s in enumerate(self.datastores) if s.id == store), 0)
+        loc: tuple[str | int, ...] = ("datastores", index)
+        if table is not None:
+            loc = (*loc, "tables", table)
+            if column is not None:
+                t = self.datastores[index].table(table)
+                if reference and t is not None and any(r.column == column for r in t.references):
+                    return self.source.location((*loc, "references", column), key=True)
+                if t is not None and t.field(column) is not None:
+                    return self.source.location((*loc, "fields", column), key=True)
+                if t is not None and any(r.column == column for r in t.references):
+                    return self.source.location((*loc, "references", column), key=True)
+                if (*loc, "key") in self.source.values:
+                    return self.source.location((*loc, "key"))
+            return self.source.location(loc, key=True)
+        return self.source.location(loc)
 
 
 def expand_url(url: str, env: Mapping[str, str] | None = None) -> str:
@@ -259,7 +289,7 @@ def parse_datasets(data: bytes | str, policy: Policy, name: str = "<datasets>") 
     problems = _Checker(spec, policy, source).problems()
     if problems:
         raise PolicyFileError(problems[:50])
-    return _build(spec, name)
+    return _build(spec, name, source)
 
 
 _REF = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)\.([A-Za-z_][A-Za-z0-9_]*)$")
@@ -405,7 +435,7 @@ class _Checker:
             )
 
 
-def _build(spec: _DatasetsSpec, name: str) -> Datasets:
+def _build(spec: _DatasetsSpec, name: str, source: SourceMap) -> Datasets:
     stores: list[Datastore] = []
     for store in spec.datastores:
         tables: list[DatasetTable] = []
@@ -420,4 +450,4 @@ def _build(spec: _DatasetsSpec, name: str) -> Datasets:
                 refs.append(Reference(column, to_table, to_column))
             tables.append(DatasetTable(tname, table.key, table.erasure, table.reason, fields, refs))
         stores.append(Datastore(store.id, store.kind, store.url, tables, list(store.subjects)))
-    return Datasets(1, list(spec.identities), stores, name)
+    return Datasets(1, list(spec.identities), stores, name, source)
