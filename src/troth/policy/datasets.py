@@ -392,7 +392,7 @@ class _Checker:
                     f"the rows of {quote(tname)} are deleted on erasure, so its fields take no "
                     f"strategy of their own; set the table's erasure to null, mask or keep",
                 )
-            if spec.erasure == "keep" and spec.reason is None and table.reason is None:
+            elif spec.erasure == "keep" and spec.reason is None and table.reason is None:
                 self.add(
                     (*floc, "erasure"),
                     "erasure 'keep' needs a 'reason' (the law or duty that keeps it)",

@@ -397,9 +397,10 @@ class RightsEngine:
         if t is None:
             raise PolicyError(f"table '{table}' is not declared in datastore '{datastore}'")
         f = t.field(field)
-        if f is None:
+        links = field == t.key or any(r.column == field for r in t.references)
+        if f is None and not links:
             raise PolicyError(f"field '{field}' is not declared in table '{table}'")
-        if f.identity or field == t.key or any(r.column == field for r in t.references):
+        if links or (f is not None and f.identity):
             raise PolicyError(
                 f"field '{field}' of table '{table}' identifies the person or links rows; "
                 "it cannot be rectified through a request"
