@@ -150,7 +150,8 @@ class RightsEngine:
     def discover(self, identities: Identities) -> Discovery:
         known = _normalise(identities)
         found: dict[tuple[str, str], dict[Key, Row]] = defaultdict(dict)
-        asked: dict[tuple[str, str, str], set[Any]] = defaultdict(set)
+        # (store, table, column) -> values already asked for, as text
+        asked: dict[tuple[str, str, str], set[str]] = defaultdict(set)
         progress = True
         while progress:
             progress = False
@@ -160,7 +161,7 @@ class RightsEngine:
                     if not where:
                         continue
                     for column, values in where.items():
-                        asked[(sid, table.name, column)].update(values)
+                        asked[(sid, table.name, column)].update(str(v) for v in values)
                     rows = connector.fetch(table, where)
                     bucket = found[(sid, table.name)]
                     for row in rows:
@@ -169,6 +170,8 @@ class RightsEngine:
                             continue
                         bucket[key] = row
                         progress = True
+                        # the key is unique: asking the table for it again finds only this row
+                        asked[(sid, table.name, table.key)].add(str(key))
                         for f in table.identity_fields():
                             value = row.get(f.name)
                             if value is not None and str(value) != "":
@@ -186,20 +189,20 @@ class RightsEngine:
         table: DatasetTable,
         known: Mapping[str, set[str]],
         found: Mapping[tuple[str, str], Mapping[Key, Row]],
-        asked: Mapping[tuple[str, str, str], set[Any]],
+        asked: Mapping[tuple[str, str, str], set[str]],
     ) -> dict[str, list[Any]]:
         where: dict[str, list[Any]] = {}
         for f in table.identity_fields():
             assert f.identity is not None
             done = asked.get((sid, table.name, f.name), set())
-            new = [v for v in known.get(f.identity, ()) if v not in done]
+            new = [v for v in known.get(f.identity, ()) if v not in done]  # text
             if new:
                 where[f.name] = sorted(new)
         for ref in table.references:
             targets = found.get((sid, ref.to_table), {})
             done = asked.get((sid, table.name, ref.column), set())
             values = {r.get(ref.to_column) for r in targets.values()}
-            new = [v for v in values if v is not None and v not in done]
+            new = [v for v in values if v is not None and str(v) not in done]
             if new:
                 where.setdefault(ref.column, [])
                 where[ref.column] = list(dict.fromkeys([*where[ref.column], *new]))
