@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 from sqlalchemy import Engine
-from transfers_world import World
 
+from transfers.transfers_world import World
 from troth.store.engine import make_engine
 from troth.store.migrate import upgrade
 

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 from sqlalchemy import func, select
-from transfers_world import World, someone
 
+from transfers.transfers_world import World, someone
 from troth.errors import PurposeDenied
 from troth.policy.loader import load_policy
 from troth.store.tables_transfers import disclosures

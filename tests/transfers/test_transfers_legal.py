@@ -8,8 +8,8 @@ import json
 
 import pytest
 from sqlalchemy import select
-from transfers_world import World, someone
 
+from transfers.transfers_world import World, someone
 from troth.errors import PurposeDenied, VocabularyError
 from troth.store.tables_transfers import legal_request_subjects, legal_requests
 
