@@ -6,6 +6,8 @@ from another process."""
 from __future__ import annotations
 
 import datetime as dt
+import email
+import email.policy
 import subprocess
 import threading
 import time
@@ -13,14 +15,16 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import Connection, Engine, select
 
-from conftest import SEED, TROTH_BIN
+from conftest import SEED, TROTH_BIN, running_server
 from rights.conftest import ALEX
 from rights.lifecycle_support import Clock, Lifecycle, lifecycle
 from troth.audit.log import AuditLog
+from troth.auth.api_keys import create_api_key
 from troth.keyring.kek import LocalKEK
 from troth.keyring.keys import Keyring
 from troth.rights.jobs import Job, Outcome, Worker, enqueue, jobs_of
@@ -187,3 +191,50 @@ def test_troth_rights_work_runs_jobs_in_another_process(life, tmp_path):
     assert shown.returncode == 0
     assert "downloaded" in shown.stdout
     assert ALEX["email"] not in shown.stdout + done.stdout + done.stderr
+
+
+def test_serve_runs_request_jobs_in_the_background(db_url, tmp_path, life):
+    """`troth serve` works off the queue itself (TROTH_RIGHTS_WORKER, on by default)."""
+    work = tmp_path / "served"
+    env = {
+        "TROTH_DATASETS": str(life.settings.datasets),
+        "TROTH_OUTBOX": str(work / "outbox"),
+        "TROTH_PUBLIC_URL": "http://troth.test",
+        "TROTH_AUDIT_HEADS": str(work / "heads.jsonl"),
+    }
+    with running_server(SEED, db_url, work, env=env) as server:
+        eng = make_engine(db_url)
+        try:
+            _, key = create_api_key(eng, "service", "served")
+        finally:
+            eng.dispose()
+        r = httpx.post(
+            f"{server.url}/api/rights/requests",
+            json={"kind": "portability", "identities": {"email": [ALEX["email"]]}},
+            headers={"Authorization": f"Bearer {key}"},
+            timeout=30,
+        )
+        assert r.status_code == 201, r.text
+        status_url = f"{server.url}/privacy/requests/{r.json()['id']}"
+        deadline = time.monotonic() + 60
+        state = ""
+        while time.monotonic() < deadline:
+            state = httpx.get(status_url, headers={"Accept": "application/json"}).json()["state"]
+            if state == "completed":
+                break
+            time.sleep(0.2)
+        assert state == "completed", server.output()
+        mails = list((work / "outbox").glob("*.eml"))
+        assert len(mails) == 1
+        assert oct(mails[0].stat().st_mode & 0o777) == "0o600"
+        message = email.message_from_bytes(mails[0].read_bytes(), policy=email.policy.default)
+        assert isinstance(message, email.message.EmailMessage)
+        body = message.get_body(("plain",))
+        assert body is not None
+        text = str(body.get_content())
+        assert "http://troth.test/privacy/requests/download/" in text
+        path = text.split("http://troth.test", 1)[1].split()[0]
+        got = httpx.get(f"{server.url}{path}")
+        assert got.status_code == 200
+        assert got.headers["content-type"] == "application/zip"
+        assert "Traceback" not in server.output()

@@ -27,6 +27,7 @@ from sqlalchemy.engine import Row
 from troth.audit.log import AuditEvent, AuditLog
 from troth.keyring.subjects import SUBJECT_PATTERN
 from troth.rights.codes import Sealer, new_code, normalise_code
+from troth.rights.jobs import Job, jobs_of
 from troth.rights.mailer import Mailer
 from troth.rights.requests_deadlines import (
     DUE_SOON_DAYS,
@@ -50,6 +51,7 @@ __all__ = [
     "Workload",
     "check_identities",
     "request_workload",
+    "view_of",
 ]
 
 KINDS = ("access", "portability", "erasure", "rectification", "restriction", "objection")
@@ -170,7 +172,7 @@ class Outbox:
         self.messages.append((to, subject, body))
 
 
-def _view(row: Row[Any], steps: Sequence[Step] = ()) -> RequestView:
+def view_of(row: Row[Any], steps: Sequence[Step] = ()) -> RequestView:
     return RequestView(
         id=row.id,
         kind=row.kind,
@@ -296,7 +298,7 @@ class RequestDesk:
             if row is None:
                 raise RequestError(404, "No such request", "request: no request with this id")
             found = self._steps(conn, request_id) if steps else []
-        return _view(row, found)
+        return view_of(row, found)
 
     def _steps(self, conn: Connection, request_id: str) -> list[Step]:
         rows = conn.execute(
@@ -320,10 +322,16 @@ class RequestDesk:
             query = query.where(rights_requests.c.state == state)
         with reading(self.engine).connect() as conn:
             rows = conn.execute(query.limit(limit)).all()
-        return [_view(r) for r in rows]
+        return [view_of(r) for r in rows]
 
     def workload(self) -> Workload:
         return request_workload(self.engine, self.today())
+
+    def jobs(self, request_id: str) -> list[Job]:
+        """The request's jobs (datastore, state, attempts, error): counts, nothing personal."""
+        self._check_id(request_id)
+        with reading(self.engine).connect() as conn:
+            return jobs_of(conn, request_id)
 
     def identities(self, request_id: str) -> dict[str, list[str]]:
         """The identities the request was made with (personal data: for execution only)."""
@@ -350,7 +358,7 @@ class RequestDesk:
         if not _ID.match(request_id):
             raise RequestError(404, "No such request", "request: no request with this id")
 
-    def _lock(self, conn: Connection, request_id: str) -> Row[Any]:
+    def lock(self, conn: Connection, request_id: str) -> Row[Any]:
         self._check_id(request_id)
         row = conn.execute(
             select(rights_requests).where(rights_requests.c.id == request_id).with_for_update()
@@ -392,7 +400,7 @@ class RequestDesk:
         """Record a step in a transaction of its own."""
 
         def run(conn: Connection, _outbox: Outbox) -> None:
-            self.step(conn, self._lock(conn, request_id), step, actor, note, **details)
+            self.step(conn, self.lock(conn, request_id), step, actor, note, **details)
 
         self._commit(run)
 
@@ -402,7 +410,7 @@ class RequestDesk:
         ).scalar_one()
         return subject
 
-    def _set(self, conn: Connection, request_id: str, **values: Any) -> None:
+    def update(self, conn: Connection, request_id: str, **values: Any) -> None:
         conn.execute(
             update(rights_requests)
             .where(rights_requests.c.id == request_id)
@@ -423,7 +431,7 @@ class RequestDesk:
         for to, subject, body in outbox.messages:
             self.mailer.send(to, subject, body)
 
-    def _status_url(self, request_id: str) -> str:
+    def status_url(self, request_id: str) -> str:
         return f"{self.config.public_url.rstrip('/')}/privacy/requests/{request_id}"
 
     def _email_of(self, conn: Connection, request_id: str) -> str | None:
@@ -492,7 +500,7 @@ class RequestDesk:
                     updated_at=now,
                 )
             )
-            row = self._lock(conn, request_id)
+            row = self.lock(conn, request_id)
             self.step(conn, row, "submitted", actor, f"{kind} request via {channel}")
             if code is not None:
                 self._new_code(conn, row, code, clean["email"][0], outbox, sent=1)
@@ -526,13 +534,13 @@ class RequestDesk:
             f"Someone, hopefully you, asked {self.config.service} to act on the personal data "
             f"held about this e-mail address ({row.kind} request).\n\n"
             f"Your code: {code[:4]} {code[4:]}\n\n"
-            f"Enter it at {self._status_url(row.id)} within {minutes} minutes. If you did not "
+            f"Enter it at {self.status_url(row.id)} within {minutes} minutes. If you did not "
             "ask for this, ignore this e-mail: nothing happens without the code.\n",
         )
 
     def resend_code(self, request_id: str) -> RequestView:
         def run(conn: Connection, outbox: Outbox) -> None:
-            row = self._lock(conn, request_id)
+            row = self.lock(conn, request_id)
             if row.state != "submitted":
                 raise RequestError(409, "Already verified", "request: it needs no code any more")
             codes = conn.execute(
@@ -558,7 +566,7 @@ class RequestDesk:
         failure: list[RequestError] = []
 
         def run(conn: Connection, outbox: Outbox) -> None:
-            row = self._lock(conn, request_id)
+            row = self.lock(conn, request_id)
             if row.state != "submitted":
                 raise RequestError(409, "Already verified", "request: it needs no code any more")
             found = conn.execute(
@@ -606,14 +614,14 @@ class RequestDesk:
     def _verified(
         self, conn: Connection, row: Row[Any], verified_by: str, actor: str, outbox: Outbox
     ) -> None:
-        self._set(conn, row.id, state="verified", verified_by=verified_by)
+        self.update(conn, row.id, state="verified", verified_by=verified_by)
         self.step(conn, row, "verified", actor, f"identity verified by {verified_by}")
         if row.kind in self.config.auto_approve:
             self._approve(conn, row, "troth", "approved automatically (configured kind)", outbox)
 
     def approve(self, request_id: str, actor: str) -> RequestView:
         def run(conn: Connection, outbox: Outbox) -> None:
-            row = self._lock(conn, request_id)
+            row = self.lock(conn, request_id)
             if row.state != "verified":
                 raise RequestError(
                     409,
@@ -628,14 +636,14 @@ class RequestDesk:
     def _approve(
         self, conn: Connection, row: Row[Any], actor: str, note: str, outbox: Outbox
     ) -> None:
-        self._set(conn, row.id, state="approved")
+        self.update(conn, row.id, state="approved")
         self.step(conn, row, "approved", actor, note)
         self._queue(conn, row.id, actor)
 
     def _queue(self, conn: Connection, request_id: str, actor: str) -> None:
         if self.queue_execution is None:
             return
-        view = _view(self._lock(conn, request_id))
+        view = view_of(self.lock(conn, request_id))
         try:
             with conn.begin_nested():
                 self.queue_execution(conn, view, actor)
@@ -647,7 +655,7 @@ class RequestDesk:
         """Queue (again) the jobs of an approved request, or retry its failed jobs."""
 
         def run(conn: Connection, _outbox: Outbox) -> None:
-            row = self._lock(conn, request_id)
+            row = self.lock(conn, request_id)
             if row.state not in ("approved", "executing"):
                 raise RequestError(
                     409,
@@ -656,7 +664,7 @@ class RequestDesk:
                 )
             if self.queue_execution is None:
                 raise RequestError(409, "Cannot execute", "request: no executor is configured")
-            self.queue_execution(conn, _view(row), actor)
+            self.queue_execution(conn, view_of(row), actor)
 
         self._commit(run)
         return self.get(request_id)
@@ -676,7 +684,7 @@ class RequestDesk:
             raise RequestError(422, "Invalid request", "months: 1 or 2")
 
         def run(conn: Connection, outbox: Outbox) -> None:
-            row = self._lock(conn, request_id)
+            row = self.lock(conn, request_id)
             if row.state not in OPEN_STATES:
                 raise RequestError(409, "Cannot extend", f"request: it is {row.state}")
             received = _aware(row.received_at)
@@ -690,7 +698,7 @@ class RequestDesk:
                     f"months: the deadline can be extended by {MAX_EXTENSION_MONTHS} months in "
                     f"all, to {limit.isoformat()} at the latest",
                 )
-            self._set(conn, row.id, extended_due=new_due, extension_reason=reason)
+            self.update(conn, row.id, extended_due=new_due, extension_reason=reason)
             self.step(conn, row, "extended", actor, f"deadline now {new_due.isoformat()}: {reason}")
             email = self._email_of(conn, row.id)
             if email:
@@ -699,7 +707,7 @@ class RequestDesk:
                     f"Your privacy request to {self.config.service} needs more time",
                     f"We need more time to answer your {row.kind} request. We will answer by "
                     f"{new_due.isoformat()}.\n\nWhy: {reason}\n\nStatus: "
-                    f"{self._status_url(row.id)}\n",
+                    f"{self.status_url(row.id)}\n",
                 )
 
         self._commit(run)
@@ -711,11 +719,11 @@ class RequestDesk:
             raise RequestError(422, "Invalid request", "reason: say why (1-1000 characters)")
 
         def run(conn: Connection, outbox: Outbox) -> None:
-            row = self._lock(conn, request_id)
+            row = self.lock(conn, request_id)
             if row.state not in ("submitted", "verified", "approved"):
                 raise RequestError(409, "Cannot reject", f"request: it is {row.state}")
             now = self.clock()
-            self._set(conn, row.id, state="rejected", reason=reason, completed_at=now)
+            self.update(conn, row.id, state="rejected", reason=reason, completed_at=now)
             conn.execute(delete(rights_codes).where(rights_codes.c.request_id == row.id))
             self.step(conn, row, "rejected", actor, reason)
             email = self._email_of(conn, row.id)

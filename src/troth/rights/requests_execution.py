@@ -32,7 +32,7 @@ from troth.policy.model import Policy
 from troth.rights.delivery import Deliveries
 from troth.rights.engine import Discovery, RightsEngine
 from troth.rights.jobs import Job, Outcome, enqueue, jobs_of, requeue_failed
-from troth.rights.requests import Outbox, RequestDesk, RequestView, _view
+from troth.rights.requests import Outbox, RequestDesk, RequestView, view_of
 from troth.rights.requests_errors import RequestError
 from troth.store.tables_rights import rights_jobs, rights_requests
 from troth.vault.vault import LimitKind, Vault
@@ -177,7 +177,7 @@ class Executor:
         """Queue a request's first jobs (or retry its failed ones), in the caller's
         transaction; raises RequestError when it cannot run (no datasets declared)."""
         now = self.desk.clock()
-        row = self.desk._lock(conn, view.id)
+        row = self.desk.lock(conn, view.id)
         if row.state == "executing":
             retried = requeue_failed(conn, view.id, now)
             self.desk.step(conn, row, "retried", actor, f"{retried} failed job(s) queued again")
@@ -187,7 +187,7 @@ class Executor:
         else:
             self.rights_engine()  # refuses here, with the reason, rather than in a job
             enqueue(conn, view.id, "discover", ["*"], now)
-        self.desk._set(conn, view.id, state="executing")
+        self.desk.update(conn, view.id, state="executing")
         self.desk.step(conn, row, "executing", actor, "jobs queued")
 
     # --- running (JobRunner) ---------------------------------------------------------------
@@ -294,8 +294,8 @@ class Executor:
     # --- settling ----------------------------------------------------------------------------
 
     def settle(self, conn: Connection, job: Job) -> Callable[[], None] | None:
-        row = self.desk._lock(conn, job.request_id)
-        view = _view(row)
+        row = self.desk.lock(conn, job.request_id)
+        view = view_of(row)
         outbox = Outbox()
         if job.operation == "discover":
             self._after_discovery(conn, row, view)
@@ -376,12 +376,15 @@ class Executor:
         if result.get("holds"):
             note = "done; kept under legal hold: " + "; ".join(h["reason"] for h in result["holds"])
         self.desk.step(conn, row, "completed", "troth", note)
+        if view.kind == "erasure":
+            # the request's own pseudonym in the audit log becomes unlinkable too
+            self.desk.audit.keyring.shred(conn, row.subject_hash)
         if email and view.kind not in ("access", "portability"):
             outbox.add(
                 email,
                 f"Your privacy request to {self.desk.config.service} is done",
                 f"We have carried out your {view.kind} request.\n\n{note}\n\nStatus: "
-                f"{self.desk._status_url(view.id)}\n",
+                f"{self.desk.status_url(view.id)}\n",
             )
 
     def _found_in(self, conn: Connection, request_id: str) -> dict[str, list[str]]:

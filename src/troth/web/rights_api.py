@@ -301,7 +301,7 @@ def rights_router(services: Services) -> APIRouter:
     @router.get("/privacy/requests/download/{token}", summary="Download a package (once)")
     async def download(token: str) -> Response:
         def on_download(conn: Any, request_id: str) -> None:
-            row = desk._lock(conn, request_id)
+            row = desk.lock(conn, request_id)
             desk.step(conn, row, "downloaded", "requester", "package downloaded; link used up")
 
         def take() -> Any:
@@ -465,6 +465,7 @@ def rights_router(services: Services) -> APIRouter:
             item=view,
             today=desk.today(),
             holds=await call(holds),
+            jobs=await call(lambda: desk.jobs(request_id)),
             error=error_text,
         )
 
