@@ -252,10 +252,30 @@ def register(app: typer.Typer) -> None:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 signal.signal(sig, lambda *_: stop.set())
             typer.echo(f"troth: request worker {worker.owner} started")
-            worker.run(stop, idle)
+            while not stop.is_set():
+                if rights.housekeeping_due():
+                    rights.housekeeping()
+                if worker.run_once() is None:
+                    stop.wait(idle)
         finally:
             rights.executor.close()
             rights.engine.dispose()
+
+    @rights_app.command("purge")
+    def purge_cmd(policy: PolicyOpt, database_url: DatabaseOpt = None) -> None:
+        """Empty expired download packages and drop the identities of requests closed more
+        than TROTH_RIGHTS_KEEP_DAYS ago (workers and `troth serve` also do this)."""
+        rights = _open(policy, database_url)
+        try:
+            emptied, forgotten = rights.housekeeping()
+        except TrothError as exc:
+            raise _refused(exc) from None
+        finally:
+            rights.engine.dispose()
+        typer.echo(
+            f"troth: {emptied} expired package(s) emptied; identities of {forgotten} closed "
+            "request(s) dropped"
+        )
 
     @rights_app.command("verify-erasure")
     def verify_erasure_cmd(

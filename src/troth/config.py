@@ -34,6 +34,9 @@ TROTH_RIGHTS_DOWNLOAD_HOURS  how long a download link works (default 72; once on
 TROTH_RIGHTS_LEASE_SECONDS   a worker's lease on a job; a crashed worker's job is taken
                      over after it (default 300)
 TROTH_RIGHTS_MAX_ATTEMPTS    tries per job before it is marked failed (default 5)
+TROTH_RIGHTS_KEEP_DAYS       days a closed request keeps the identities it was made with
+                     (sealed; for `troth rights verify-erasure`); then they are dropped and
+                     only the record of the request stays (default 90)
 """
 
 from __future__ import annotations
@@ -72,6 +75,7 @@ class Settings(BaseSettings):
     rights_download_hours: int = Field(default=72, ge=1, le=24 * 30)
     rights_lease_seconds: int = Field(default=300, ge=5)
     rights_max_attempts: int = Field(default=5, ge=1, le=100)
+    rights_keep_days: int = Field(default=90, ge=1)
 
     def auto_approve_kinds(self) -> frozenset[str]:
         return frozenset(k.strip() for k in self.rights_auto_approve.split(",") if k.strip())

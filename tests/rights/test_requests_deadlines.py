@@ -167,3 +167,21 @@ def test_officers_see_requests_by_deadline_and_decide_with_csrf_forms(life):
         data={"csrf": agent_csrf, "months": "1", "reason": "x"},
     )
     assert r.status_code == 403
+
+
+def test_closed_requests_drop_their_identities_after_the_retention_period(life):
+    desk, clock = desk_at(life, dt.datetime.now(dt.UTC))
+    view = desk.submit(
+        "access", {"email": [EMAIL]}, channel="portal", actor="requester", language="en"
+    )
+    rejected = desk.reject(view.id, "Duplicate of an earlier request", "user:1")
+    assert desk.identities(view.id) == {"email": [EMAIL]}
+    clock.advance(days=89)
+    assert desk.forget(dt.timedelta(days=90)) == 0
+    clock.advance(days=2)
+    assert desk.forget(dt.timedelta(days=90)) == 1
+    assert desk.forget(dt.timedelta(days=90)) == 0  # once
+    assert desk.identities(view.id) == {}
+    kept = desk.get(view.id)
+    assert (kept.state, kept.reason, kept.kind) == ("rejected", rejected.reason, "access")
+    assert kept.steps[-1].step == "forgotten"

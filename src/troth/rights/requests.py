@@ -737,3 +737,37 @@ class RequestDesk:
 
         self._commit(run)
         return self.get(request_id)
+
+    def forget(self, keep: dt.timedelta, limit: int = 500) -> int:
+        """Drop the sealed identities (and corrections) of requests closed more than
+        ``keep`` ago: the request, its steps and its audit entries stay as the record of
+        what was asked and done; who asked is no longer known. Returns how many."""
+        cutoff = self.clock() - keep
+        with reading(self.engine).connect() as conn:
+            due = list(
+                conn.execute(
+                    select(rights_requests.c.id)
+                    .where(
+                        rights_requests.c.state.in_(("completed", "rejected")),
+                        rights_requests.c.completed_at < cutoff,
+                        func.coalesce(rights_requests.c.verified_by, "") != "forgotten",
+                    )
+                    .limit(limit)
+                ).scalars()
+            )
+
+        def run(conn: Connection, _outbox: Outbox) -> None:
+            for request_id in due:
+                row = self.lock(conn, request_id)
+                self.update(
+                    conn,
+                    request_id,
+                    sealed=self.sealer.seal(request_id, {"identities": {}, "corrections": {}}),
+                    found=None,
+                    verified_by="forgotten",
+                )
+                self.step(conn, row, "forgotten", "troth", "identities dropped (retention)")
+
+        if due:
+            self._commit(run)
+        return len(due)

@@ -58,6 +58,7 @@ class Rights:
     executor: Executor
     clock: Clock
     _threads: list[tuple[threading.Thread, threading.Event]] = field(default_factory=list)
+    _last_housekeeping: dt.datetime | None = None
 
     def worker(self, owner: str | None = None) -> Worker:
         return Worker(
@@ -80,6 +81,19 @@ class Rights:
             ).first()
         return found is not None
 
+    def housekeeping(self) -> tuple[int, int]:
+        """Empty expired download packages; drop identities of requests closed long ago."""
+        emptied = self.deliveries.purge()
+        forgotten = self.desk.forget(dt.timedelta(days=self.settings.rights_keep_days))
+        return emptied, forgotten
+
+    def housekeeping_due(self, every: dt.timedelta = dt.timedelta(minutes=10)) -> bool:
+        now = self.clock()
+        if self._last_housekeeping is not None and now - self._last_housekeeping < every:
+            return False
+        self._last_housekeeping = now
+        return True
+
     def start_background(self, idle: float = 2.0) -> None:
         """A worker thread inside this process (``troth serve``), until :meth:`stop`."""
         stop = threading.Event()
@@ -88,6 +102,8 @@ class Rights:
         def loop() -> None:
             while not stop.is_set():
                 try:
+                    if self.housekeeping_due():
+                        self.housekeeping()
                     busy = self.pending() and worker.run_once() is not None
                 except Exception as exc:  # the database went away: say so, try again later
                     print(f"troth: request worker: {type(exc).__name__}; retrying", file=sys.stderr)
