@@ -33,6 +33,7 @@ __all__ = [
     "TransferProblem",
     "adequacy_data",
     "covered_countries",
+    "decisions_relied_on",
     "regimes_of",
     "transfer_problems",
 ]
@@ -180,6 +181,25 @@ def covered_countries(policy: Policy, recipient: Recipient) -> dict[str, list[st
         if outside:
             out[regime] = outside
     return out
+
+
+def decisions_relied_on(policy: Policy, recipient: Recipient, on: dt.date) -> list[Decision]:
+    """The adequacy decisions in force on ``on`` that the recipient's transfer rests on:
+    those it names, else those covering its transfer countries."""
+    t = recipient.transfer
+    if t is None or t.mechanism != ADEQUACY:
+        return []
+    data = adequacy_data()
+    if t.adequacy:
+        found = [data.decisions[i] for i in t.adequacy]
+    else:
+        found = [
+            d
+            for regime, countries in covered_countries(policy, recipient).items()
+            for c in countries
+            for d in data.for_country(regime, c)
+        ]
+    return sorted({d.id: d for d in found if d.in_force(on)}.values(), key=lambda d: d.id)
 
 
 @dataclass(frozen=True)

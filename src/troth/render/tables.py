@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from troth.policy.adequacy import decisions_relied_on
 from troth.policy.model import Policy
 from troth.policy.vocabulary import vocabulary
 from troth.render.document import (
@@ -68,6 +69,17 @@ def recipient_rows(policy: Policy, t: Translator) -> list[Row]:
                 "transfer_article": legal_article(transfer.mechanism, t) if transfer else "",
                 "scc_module": str(transfer.scc_module or "") if transfer else "",
                 "transfer_reference": (transfer.reference or "") if transfer else "",
+                "scc_decision": transfer.scc
+                if transfer and transfer.mechanism == "eu-gdpr:A46-2-c"
+                else "",
+                "adequacy_decisions": "; ".join(
+                    f"{d.title}: {d.reference}"
+                    for d in decisions_relied_on(policy, r, policy.effective)
+                ),
+                "adequacy_scope": ", ".join(transfer.adequacy_scope) if transfer else "",
+                "transfer_assessed": transfer.assessed.isoformat()
+                if transfer and transfer.assessed
+                else "",
                 "opt_out": r.opt_out or "",
                 "privacy_policy": r.privacy_policy or "",
             }
@@ -126,7 +138,8 @@ TABLE_COLUMNS: dict[str, list[str]] = {
     ],
     "recipients": [
         "id", "name", "type", "role", "countries", "purposes", "categories",
-        "transfer_mechanism", "transfer_article", "scc_module", "transfer_reference",
+        "transfer_mechanism", "transfer_article", "scc_decision", "scc_module",
+        "adequacy_decisions", "adequacy_scope", "transfer_reference", "transfer_assessed",
         "opt_out", "privacy_policy",
     ],
     "record-of-processing": [

@@ -6,13 +6,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from troth.policy.adequacy import (
-    ADEQUACY_SCC,
-    adequacy_data,
-    covered_countries,
-    regimes_of,
-    transfer_problems,
-)
+from troth.policy.adequacy import covered_countries, decisions_relied_on, transfer_problems
 from troth.policy.model import Policy
 from troth.policy.types import text_for
 from troth.policy.vocabulary import vocabulary
@@ -67,15 +61,6 @@ class CountryRow:
     ok: bool
 
 
-def _decisions(policy: Policy, countries: list[str], named: list[str], on: dt.date) -> list[str]:
-    data = adequacy_data()
-    if named:
-        found = [data.decisions[i] for i in named]
-    else:
-        found = [d for r in regimes_of(policy) for c in countries for d in data.for_country(r, c)]
-    return sorted({f"{d.id}: {d.reference}" for d in found if d.in_force(on)})
-
-
 def transfer_register(policy: Policy, on: dt.date) -> list[TransferStatus]:
     vocab = vocabulary()
     lang = policy.default_language
@@ -86,8 +71,8 @@ def transfer_register(policy: Policy, on: dt.date) -> list[TransferStatus]:
         mechanism = t.mechanism if (t is not None and moving) else None
         label = vocab.transfer_basis(mechanism).label if mechanism else ""
         decisions = (
-            _decisions(policy, moving, t.adequacy, on)
-            if t is not None and mechanism == ADEQUACY_SCC[0]
+            [f"{d.id}: {d.reference}" for d in decisions_relied_on(policy, r, on)]
+            if mechanism
             else []
         )
         out.append(
