@@ -19,11 +19,12 @@ datastore needs ``troth`` (an object with ``engine`` and ``vault``, e.g.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any, Protocol
 
-from sqlalchemy import Engine, column, create_engine, delete, event, inspect, or_, select, update
-from sqlalchemy import table as sql_table
+from sqlalchemy import Connection, Engine, create_engine, event, inspect
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -68,6 +69,11 @@ class Connector(Protocol):
 
     def set_value(self, table: DatasetTable, key: Key, column: str, value: Any) -> int:
         """Set one field of one row; returns the number of rows changed."""
+        ...
+
+    def session(self, *, write: bool = False) -> AbstractContextManager[None]:
+        """One connection (``write``: one transaction) for the block's work, if the
+        connector has such a thing; else a block that does nothing."""
         ...
 
     def close(self) -> None: ...
@@ -166,15 +172,54 @@ def _chunks(values: Sequence[Any], size: int = BATCH) -> Iterator[Sequence[Any]]
 
 @register("sqlite", "postgresql", "mysql")
 class SqlConnector:
-    """A service database: the tables and columns the annotations declare, nothing else."""
+    """A service database: the tables and columns the annotations declare, nothing else.
+
+    Statements are plain SQL built once per shape (table, columns asked, number of values)
+    with the dialect's quoting and the driver's placeholders; :meth:`session` keeps one
+    connection (and, for writing, one transaction) for a whole discovery or erasure."""
 
     def __init__(self, datastore: Datastore, url: str | None, _troth: TrothParts | None) -> None:
         self.datastore = datastore
         self.engine = _engine_for(datastore, url)
         self._types: dict[str, dict[str, Any]] = {}
+        self._sql: dict[tuple[Any, ...], str] = {}
+        self._local = threading.local()
+        quote = self.engine.dialect.identifier_preparer.quote
+        self._q: Callable[[str], str] = quote
+        self._mark = "?" if self.engine.dialect.paramstyle == "qmark" else "%s"
 
     def tables(self) -> Sequence[DatasetTable]:
         return self.datastore.tables
+
+    # --- connections -----------------------------------------------------------------------
+
+    @contextmanager
+    def session(self, *, write: bool = False) -> Iterator[None]:
+        """Use one connection until the block ends; ``write``: one transaction, committed
+        at the end of the block (rolled back if it raises). Nested sessions join the outer."""
+        if getattr(self._local, "conn", None) is not None:
+            yield
+            return
+        try:
+            with self.engine.begin() if write else self.engine.connect() as conn:
+                self._local.conn = conn
+                try:
+                    yield
+                finally:
+                    self._local.conn = None
+        except SQLAlchemyError as exc:
+            raise self._error("the database refused the work; nothing was changed", exc) from None
+
+    @contextmanager
+    def _conn(self, *, write: bool = False) -> Iterator[Connection]:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            yield conn
+            return
+        with self.engine.begin() if write else self.engine.connect() as new:
+            yield new
+
+    # --- schema ----------------------------------------------------------------------------
 
     def _columns(self, table: str) -> dict[str, Any]:
         """Reflected columns of ``table`` (name -> info), read once."""
@@ -190,13 +235,20 @@ class SqlConnector:
         info = self._columns(table).get(column)
         return bool(info and info.get("nullable", True))
 
+    def _wants_int(self, table: str, name: str) -> bool:
+        key = ("int", table, name)
+        if key not in self._sql:
+            info = self._columns(table).get(name)
+            try:
+                wants = info is not None and info["type"].python_type is int
+            except NotImplementedError:
+                wants = False
+            self._sql[key] = "1" if wants else ""
+        return bool(self._sql[key])
+
     def _coerce(self, table: str, name: str, values: Sequence[Any]) -> list[Any]:
         """Identities arrive as text; an integer column is asked for integers."""
-        info = self._columns(table).get(name)
-        try:
-            wants_int = info is not None and info["type"].python_type is int
-        except NotImplementedError:
-            wants_int = False
+        wants_int = self._wants_int(table, name)
         out: list[Any] = []
         for value in values:
             if wants_int and not isinstance(value, int):
@@ -207,53 +259,99 @@ class SqlConnector:
             out.append(value)
         return list(dict.fromkeys(out))
 
-    def _table(self, table: DatasetTable) -> Any:
-        return sql_table(table.name, *(column(c) for c in table.columns()))
+    def _marks(self, n: int) -> str:
+        return ", ".join([self._mark] * n)
+
+    def _select(self, table: DatasetTable, shape: tuple[tuple[str, int], ...]) -> str:
+        key = ("select", table.name, shape)
+        sql = self._sql.get(key)
+        if sql is None:
+            q = self._q
+            cols = ", ".join(q(c) for c in table.columns())
+            terms = " OR ".join(f"{q(c)} IN ({self._marks(n)})" for c, n in shape)
+            sql = self._sql[key] = f"SELECT {cols} FROM {q(table.name)} WHERE {terms}"
+        return sql
+
+    # --- reading ---------------------------------------------------------------------------
 
     def fetch(self, table: DatasetTable, where: Mapping[str, Sequence[Any]]) -> list[Row]:
-        t = self._table(table)
         wanted = {name: self._coerce(table.name, name, vals) for name, vals in where.items()}
         wanted = {name: vals for name, vals in wanted.items() if vals}
         if not wanted:
             return []
         rows: dict[Any, Row] = {}
+        columns = table.columns()
         longest = max(len(v) for v in wanted.values())
         try:
-            with self.engine.connect() as conn:
+            with self._conn() as conn:
                 for start in range(0, longest, BATCH):
-                    terms = [
-                        t.c[name].in_(vals[start : start + BATCH])
+                    parts = [
+                        (name, vals[start : start + BATCH])
                         for name, vals in wanted.items()
                         if vals[start : start + BATCH]
                     ]
-                    for row in conn.execute(select(t).where(or_(*terms))).mappings():
-                        rows[row[table.key]] = dict(row)
+                    sql = self._select(table, tuple((name, len(v)) for name, v in parts))
+                    params = tuple(v for _, vals in parts for v in vals)
+                    for record in conn.exec_driver_sql(sql, params):
+                        row = dict(zip(columns, record, strict=True))
+                        rows[row[table.key]] = row
         except SQLAlchemyError as exc:
             raise self._error(f"cannot read table '{table.name}'", exc) from None
         return list(rows.values())
 
+    # --- writing ---------------------------------------------------------------------------
+
     def apply(self, plan: StorePlan) -> None:
         try:
-            with self.engine.begin() as conn:
+            with self._conn(write=True) as conn:
                 for tp in plan.tables:
-                    t = self._table(tp.table)
-                    for key, values in tp.unlink.items():
-                        conn.execute(update(t).where(t.c[tp.table.key] == key).values(values))
+                    self._update(conn, tp.table, tp.unlink)
                 for tp in plan.tables:
-                    t = self._table(tp.table)
-                    for key, values in tp.update.items():
-                        conn.execute(update(t).where(t.c[tp.table.key] == key).values(values))
+                    self._update(conn, tp.table, tp.update)
+                    q = self._q
                     for keys in _chunks(tp.delete):
-                        conn.execute(delete(t).where(t.c[tp.table.key].in_(keys)))
+                        conn.exec_driver_sql(
+                            f"DELETE FROM {q(tp.table.name)} WHERE {q(tp.table.key)} "
+                            f"IN ({self._marks(len(keys))})",
+                            tuple(keys),
+                        )
         except SQLAlchemyError as exc:
             raise self._error("the erasure was rolled back", exc) from None
 
+    def _update(self, conn: Connection, table: DatasetTable, changes: Mapping[Key, Row]) -> None:
+        """Rows that get the same values (NULLs): one UPDATE per batch of keys; rows that get
+        values of their own (masks): one statement, executed for many rows."""
+        q = self._q
+        same: dict[tuple[tuple[str, Any], ...], list[Key]] = {}
+        own: dict[tuple[str, ...], list[tuple[Any, ...]]] = {}
+        for key, values in changes.items():
+            if all(v is None for v in values.values()):
+                same.setdefault(tuple(sorted(values.items())), []).append(key)
+            else:
+                cols = tuple(sorted(values))
+                own.setdefault(cols, []).append((*(values[c] for c in cols), key))
+        for items, keys in same.items():
+            sets = ", ".join(f"{q(c)} = NULL" for c, _ in items)
+            for chunk in _chunks(keys):
+                conn.exec_driver_sql(
+                    f"UPDATE {q(table.name)} SET {sets} WHERE {q(table.key)} "
+                    f"IN ({self._marks(len(chunk))})",
+                    tuple(chunk),
+                )
+        for cols, params in own.items():
+            sets = ", ".join(f"{q(c)} = {self._mark}" for c in cols)
+            conn.exec_driver_sql(
+                f"UPDATE {q(table.name)} SET {sets} WHERE {q(table.key)} = {self._mark}", params
+            )
+
     def set_value(self, table: DatasetTable, key: Key, column_name: str, value: Any) -> int:
-        t = self._table(table)
+        q = self._q
         try:
-            with self.engine.begin() as conn:
-                result = conn.execute(
-                    update(t).where(t.c[table.key] == key).values({column_name: value})
+            with self._conn(write=True) as conn:
+                result = conn.exec_driver_sql(
+                    f"UPDATE {q(table.name)} SET {q(column_name)} = {self._mark} "
+                    f"WHERE {q(table.key)} = {self._mark}",
+                    (value, key),
                 )
         except SQLAlchemyError as exc:
             raise self._error(f"cannot update table '{table.name}'", exc) from None

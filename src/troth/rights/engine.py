@@ -19,6 +19,7 @@ from __future__ import annotations
 import secrets
 from collections import defaultdict
 from collections.abc import Collection, Iterable, Mapping, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -148,6 +149,12 @@ class RightsEngine:
     # --- finding ---------------------------------------------------------------------------
 
     def discover(self, identities: Identities) -> Discovery:
+        with ExitStack() as stack:
+            for connector in self.connectors.values():
+                stack.enter_context(connector.session())
+            return self._discover(identities)
+
+    def _discover(self, identities: Identities) -> Discovery:
         known = _normalise(identities)
         found: dict[tuple[str, str], dict[Key, Row]] = defaultdict(dict)
         # (store, table, column) -> values already asked for, as text
@@ -232,11 +239,13 @@ class RightsEngine:
         Pass every identity the request found (``discover(...).identities``) so that a
         datastore erased after another can still be searched by ids found there."""
         connector = self._connector(datastore)
-        found = self.discover(identities)
-        plan, report = self._plan(datastore, connector, found, holds)
-        plan.actor = actor
-        plan.identities = {k: frozenset(v) for k, v in found.identities.items()}
-        connector.apply(plan)
+        # found, planned and applied in the same transaction: what is erased is what was found
+        with connector.session(write=True):
+            found = self.discover(identities)
+            plan, report = self._plan(datastore, connector, found, holds)
+            plan.actor = actor
+            plan.identities = {k: frozenset(v) for k, v in found.identities.items()}
+            connector.apply(plan)
         return report
 
     def _connector(self, datastore: str) -> Connector:
