@@ -205,3 +205,22 @@ def test_vault_disclosure_refused_by_the_vault_records_nothing(world):
         )
     assert denied.value.rule == "restriction"
     assert count(world) == 0
+
+
+def test_a_subjects_disclosures_for_access_and_unlinking_after_erasure(world):
+    subject, other = someone(), someone()
+    for s in (subject, other):
+        world.disclosures.record(
+            recipient="group_companies",
+            purpose="provide_service",
+            categories=["account"],
+            actor="svc",
+            subject=s,
+        )
+    [mine] = world.disclosures.for_subject(subject)
+    assert mine.recipient == "group_companies"
+    with world.engine.begin() as conn:
+        assert world.disclosures.forget_in(conn, world.hasher(subject)) == 1
+    assert world.disclosures.for_subject(subject) == []
+    assert len(world.disclosures.for_subject(other)) == 1
+    assert world.disclosures.report("recipient")[0].disclosures == 2  # still counted

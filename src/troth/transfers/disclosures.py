@@ -12,9 +12,9 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
-from sqlalchemy import Connection, Engine, func, insert, select
+from sqlalchemy import Connection, Engine, func, insert, select, update
 
 from troth.audit.log import AuditEvent, AuditLog
 from troth.errors import PurposeDenied
@@ -90,6 +90,22 @@ class ReportRow:
 
 def _aware(value: dt.datetime) -> dt.datetime:
     return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+
+
+def _disclosure(r: Any) -> Disclosure:
+    return Disclosure(
+        r.id,
+        _aware(r.at),
+        r.recipient,
+        r.country,
+        r.purpose,
+        split_ids(r.categories),
+        r.mechanism,
+        r.mechanism_detail,
+        r.actor,
+        r.source,
+        r.legal_request_id,
+    )
 
 
 class DisclosureLog:
@@ -318,22 +334,28 @@ class DisclosureLog:
             query = query.where(disclosures.c.recipient == recipient)
         with reading(self.engine).connect() as conn:
             rows = conn.execute(query).all()
-        return [
-            Disclosure(
-                r.id,
-                _aware(r.at),
-                r.recipient,
-                r.country,
-                r.purpose,
-                split_ids(r.categories),
-                r.mechanism,
-                r.mechanism_detail,
-                r.actor,
-                r.source,
-                r.legal_request_id,
-            )
-            for r in rows
-        ]
+        return [_disclosure(r) for r in rows]
+
+    def for_subject(self, subject: str) -> list[Disclosure]:
+        """Every disclosure of the subject's data, newest first (for an access request:
+        GDPR Art. 15(1)(c), the recipients the data was disclosed to)."""
+        query = (
+            select(disclosures)
+            .where(disclosures.c.subject_hash == self.hash(subject))
+            .order_by(disclosures.c.id.desc())
+        )
+        with reading(self.engine).connect() as conn:
+            return [_disclosure(r) for r in conn.execute(query).all()]
+
+    def forget_in(self, conn: Connection, subject_hash: str) -> int:
+        """Unlink the subject from the log (after erasure): the disclosures stay counted,
+        without the subject's keyed hash. In the caller's transaction."""
+        result = conn.execute(
+            update(disclosures)
+            .where(disclosures.c.subject_hash == subject_hash)
+            .values(subject_hash=None)
+        )
+        return int(result.rowcount)
 
     def report(
         self,
