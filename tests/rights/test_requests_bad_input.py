@@ -109,6 +109,15 @@ def test_unknown_requests_codes_and_links_are_4xx(life):
     )
     assert r.status_code == 422
     assert r.json()["detail"].startswith("identities: unknown kind; use email, account_id")
+    r = client.post(
+        "/api/rights/requests",
+        json={"kind": "portability", "identities": {"account_ref": [ALEX["ref"]]}},
+        headers=api,
+    )
+    assert (r.status_code, r.json()["detail"]) == (
+        422,
+        "identities.email: needed to send the download link of the package",
+    )
     officer = life.key("privacy_officer")
     request_id = status_url.rsplit("/", 1)[1]
     r = client.post(f"/api/rights/requests/{request_id}/approve", headers=officer)

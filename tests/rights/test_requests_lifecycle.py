@@ -217,3 +217,22 @@ def test_restriction_and_objection_are_read_by_vault_and_consent_decisions(life)
     kinds = {r["kind"]: r["result"]["jobs"]["limit:troth"] for r in listed["requests"]}
     assert kinds["objection"]["consent_withdrawn"] == ["email_marketing"]
     assert kinds["restriction"]["subjects"] == 1
+
+
+def test_the_portal_offers_the_declared_fields_for_a_correction(life):
+    page = life.client.get("/privacy/requests").text
+    assert '<option value="lumen.accounts.name">' in page
+    assert 'value="lumen.accounts.email"' not in page  # an identity: finds the person
+    assert 'value="lumen.usage_records.device_id"' not in page  # a reference
+    r = life.client.post(
+        "/privacy/requests",
+        data={"kind": "rectification", "email": ALEX["email"], "target": "lumen.accounts.name",
+              "value": "Alex Beispiel"},
+        follow_redirects=False,
+    )  # fmt: skip
+    assert r.status_code == 303
+    status_url = r.headers["location"]
+    code = life.code(ALEX["email"])
+    r = life.client.post(f"{status_url}/verify", json={"code": code})
+    assert r.json()["state"] == "verified"  # corrections wait for an officer
+    assert "Alex Beispiel" not in life.dump()  # the new value is sealed too

@@ -29,6 +29,7 @@ from troth.errors import PolicyError, StoreError, TrothError
 from troth.keyring.subjects import SUBJECT_PATTERN
 from troth.policy.datasets import Datasets, load_datasets
 from troth.policy.model import Policy
+from troth.policy.types import text_for
 from troth.rights.delivery import Deliveries
 from troth.rights.engine import Discovery, RightsEngine
 from troth.rights.jobs import Job, Outcome, enqueue, jobs_of, requeue_failed
@@ -147,6 +148,24 @@ class Executor:
         if self.datasets_path is None:
             return None
         return list(self.datasets().identity_kinds())
+
+    def rectifiable(self) -> list[tuple[str, str]]:
+        """(``store.table.field``, label) of every declared field a request may correct:
+        not keys, identities or references, which find the person rather than describe them."""
+        if self.datasets_path is None:
+            return []
+        lang = self.policy.default_language
+        names = {c.id: text_for(c.name, lang, lang) or c.id for c in self.policy.categories}
+        out = []
+        for store in self.datasets().datastores:
+            for table in store.tables:
+                links = {r.column for r in table.references}
+                for f in table.fields:
+                    if f.identity or f.name == table.key or f.name in links or not f.category:
+                        continue
+                    label = f"{names.get(f.category, f.category)}: {table.name} {f.name}"
+                    out.append((f"{store.id}.{table.name}.{f.name}", label))
+        return out
 
     def _subject_kinds(self) -> list[str]:
         if self.datasets_path is None:

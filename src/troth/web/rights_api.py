@@ -163,6 +163,12 @@ def rights_router(services: Services) -> APIRouter:
         lang = policy.default_language
         return [(p.id, text_for(p.title, lang, lang) or p.id) for p in policy.purposes]
 
+    def rectifiable() -> list[tuple[str, str]]:
+        try:
+            return rights.executor.rectifiable()
+        except RequestError:
+            return []
+
     def page(template: str, status: int = 200, **context: Any) -> HTMLResponse:
         body = env.get_template(template).render(
             service=policy.service, lang=policy.default_language, **context
@@ -193,7 +199,13 @@ def rights_router(services: Services) -> APIRouter:
 
     @router.get("/privacy/requests", response_class=HTMLResponse, summary="Request portal")
     def portal() -> HTMLResponse:
-        return page("rights_portal.html.j2", kinds=KINDS, purposes=purposes(), error=None)
+        return page(
+            "rights_portal.html.j2",
+            kinds=KINDS,
+            purposes=purposes(),
+            fields=rectifiable(),
+            error=None,
+        )
 
     @router.post("/privacy/requests", summary="Submit a data subject request", status_code=202)
     async def submit(request: Request) -> Response:
@@ -223,6 +235,7 @@ def rights_router(services: Services) -> APIRouter:
                 exc.status,
                 kinds=KINDS,
                 purposes=purposes(),
+                fields=rectifiable(),
                 error=str(exc),
             )
         status_url = f"/privacy/requests/{view.id}"
