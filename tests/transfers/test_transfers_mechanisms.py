@@ -14,7 +14,7 @@ import pytest
 from troth.errors import PolicyFileError
 from troth.policy.adequacy import adequacy_data
 from troth.policy.lint import Finding, lint
-from troth.policy.loader import LoadedPolicy
+from troth.policy.loader import LoadedPolicy, load_policy
 
 Edit = Callable[[dict[str, Any]], None]
 # A day well inside the data set's review window, so that T029 stays quiet unless asked.
@@ -193,8 +193,6 @@ def test_the_data_set_names_its_sources_and_the_decisions_the_brief_requires():
 
 def _broken(seed_variant: Callable[[Edit], Any], edit: Edit) -> PolicyFileError:
     path = seed_variant(edit)
-    from troth.policy.loader import load_policy
-
     with pytest.raises(PolicyFileError) as caught:
         load_policy(path)
     return caught.value

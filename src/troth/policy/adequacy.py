@@ -26,7 +26,6 @@ from troth.policy.model import Policy, Recipient
 from troth.policy.vocabulary import vocabulary
 
 __all__ = [
-    "ADEQUACY_SCC",
     "AdequacyData",
     "Decision",
     "SccDecision",
@@ -40,8 +39,6 @@ __all__ = [
 
 ADEQUACY = "eu-gdpr:A45-3"
 SCC = "eu-gdpr:A46-2-c"
-BCR = "eu-gdpr:A46-2-b"
-ADEQUACY_SCC = (ADEQUACY, SCC)
 
 
 def _date(value: Any) -> dt.date | None:
