@@ -25,7 +25,14 @@ from troth.store.tables_transfers import disclosures
 from troth.transfers.decide import TransferDecision, decide_disclosure
 from troth.vault.vault import Vault
 
-__all__ = ["Disclosure", "DisclosureLog", "ReportRow", "join_ids", "split_ids"]
+__all__ = [
+    "Disclosure",
+    "DisclosureLog",
+    "ReportRow",
+    "forget_subject",
+    "join_ids",
+    "split_ids",
+]
 
 Source = Literal["api", "vault", "legal"]
 
@@ -90,6 +97,17 @@ class ReportRow:
 
 def _aware(value: dt.datetime) -> dt.datetime:
     return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+
+
+def forget_subject(conn: Connection, subject_hash: str) -> int:
+    """Unlink an erased subject from the log in the caller's transaction: the disclosures
+    stay counted, without the subject's keyed hash. Returns how many were unlinked."""
+    result = conn.execute(
+        update(disclosures)
+        .where(disclosures.c.subject_hash == subject_hash)
+        .values(subject_hash=None)
+    )
+    return int(result.rowcount)
 
 
 def _disclosure(r: Any) -> Disclosure:
@@ -348,14 +366,7 @@ class DisclosureLog:
             return [_disclosure(r) for r in conn.execute(query).all()]
 
     def forget_in(self, conn: Connection, subject_hash: str) -> int:
-        """Unlink the subject from the log (after erasure): the disclosures stay counted,
-        without the subject's keyed hash. In the caller's transaction."""
-        result = conn.execute(
-            update(disclosures)
-            .where(disclosures.c.subject_hash == subject_hash)
-            .values(subject_hash=None)
-        )
-        return int(result.rowcount)
+        return forget_subject(conn, subject_hash)
 
     def report(
         self,
