@@ -153,7 +153,12 @@ async def _crawl(
 
 
 def _first_line(exc: BaseException) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    """The gist of a Playwright error: the network error code where there is one."""
+    text = str(exc).strip()
+    code = re.search(r"\bnet::ERR_[A-Z_]+", text)
+    if code:
+        return code.group(0)
+    return (text.splitlines() or [type(exc).__name__])[0]
 
 
 class _Activity:
@@ -224,8 +229,8 @@ class _Pass:
         self.obs.requests.extend(self.requests)
 
     def _on_request(self, request: Request) -> None:
-        if not self.recording:
-            return
+        if not self.recording or request.redirected_from is not None:
+            return  # a redirect (HSTS upgrades included) continues a request already counted
         parts = urlsplit(request.url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             return
@@ -257,6 +262,7 @@ class _Pass:
             found = await asyncio.gather(
                 *(self._visit(pages[i], activities[i], url) for i, url in enumerate(batch))
             )
+            self.visited.extend(batch)
             await self._snapshot_cookies(context)
             for more in found:
                 frontier.extend(u for u in more or () if u not in seen)
@@ -283,7 +289,8 @@ class _Pass:
         await activity.settle(options.settle, min(options.page_timeout, SETTLE_CAP))
         if first and self.phase == "after":
             await self._accept(page, activity)
-        self.visited.append(page.url if first else url)
+        if first:
+            self.visited.append(page.url)
         await self._record_storage(page)
         if first and options.screenshots:
             try:

@@ -1,0 +1,110 @@
+"""`troth scan` as a CI job runs it: exit codes, the three report formats, bad input."""
+
+from __future__ import annotations
+
+import json
+import re
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from .conftest import Site
+
+TROTH = str(Path(sys.executable).with_name("troth"))
+
+
+def troth(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([TROTH, *args], capture_output=True, text=True, timeout=120)
+
+
+def scan_args(site: Site, *more: str) -> list[str]:
+    return ["scan", site.url, "--policy", str(site.policy_path), "--accept-selector", "#accept",
+            *site.map_host_args(), *more]  # fmt: skip
+
+
+def test_json_report_and_exit_one_on_violations(site: Site) -> None:
+    result = troth(*scan_args(site, "--pages", "1", "--format", "json"))
+    assert result.returncode == 1, result.stderr
+    report = json.loads(result.stdout)
+    assert report["pages"] == {"before": [site.url], "after": [site.url]}
+    assert report["violations"] == 7
+    kinds = {(f["kind"], f["subject"]) for f in report["findings"]}
+    assert ("expiry_too_long", "prefs_theme") in kinds
+    # on a single page the 'lang' cookie of the about page is not seen: declared, not seen
+    assert ("declared_not_seen", "lang") in kinds
+    assert "Open Cookie Database" in report["attribution"]
+    assert "scanning" in result.stderr  # the progress bar goes to stderr, never into the report
+
+
+def test_html_report_is_self_contained_with_screenshots(site: Site, tmp_path: Path) -> None:
+    out = tmp_path / "scan.html"
+    result = troth(*scan_args(site, "--pages", "1", "--format", "html", "-o", str(out)))
+    assert result.returncode == 1, result.stderr
+    html = out.read_text(encoding="utf-8")
+    shots = re.findall(r'<img alt="([^"]*)" src="data:image/png;base64,([A-Za-z0-9+/=]+)"', html)
+    assert [alt.rsplit(" — ", 1)[1] for alt, _ in shots] == ["before consent", "after consent"]
+    assert all(len(data) > 1000 for _, data in shots)
+    assert "<script" not in html
+    assert 'src="http' not in html
+    assert 'href="http' not in html
+    assert "undeclared_host" in html
+    assert "cdn.unknown.test" in html
+    assert "7 violation(s)" in result.stderr
+
+
+def test_text_report_with_suggestions(site: Site) -> None:
+    result = troth(*scan_args(site, "--pages", "1"))
+    assert result.returncode == 1
+    assert "violation undeclared_cookie        cookie _fbp (shop.test)" in result.stdout
+    assert (
+        "    tracking:\n      - id: fbp\n        type: cookie\n        name: _fbp\n"
+        in result.stdout
+    )
+
+
+def test_without_violations_exit_zero(site: Site, tmp_path: Path) -> None:
+    """The contact page alone does nothing wrong (it has no banner either, which is said)."""
+    result = troth("scan", site.url + "contact.html", "--pages", "1", "--timeout", "2",
+                   "--policy", str(site.policy_path), "--accept-selector", "#accept",
+                   *site.map_host_args())  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "0 violation(s)" in result.stdout
+    assert "no accept control '#accept'" in result.stdout  # told, not hidden
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["scan", "ftp://shop.test/"], "URL: 'ftp://shop.test/' is not an http:// or https://"),
+        (
+            ["scan", "http://shop.test/", "--map-host", "shop.test"],
+            "--map-host: 'shop.test' is not",
+        ),
+        (["scan", "http://shop.test/", "--pages", "0"], "--pages: must be between 1 and 1000"),
+        (
+            ["scan", "http://shop.test/", "--policy", "missing.yaml"],
+            "missing.yaml:1:1: no such file",
+        ),
+    ],
+)
+def test_bad_input_exits_two_without_traceback(args: list[str], message: str) -> None:
+    result = troth(*args)
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+
+
+def test_bad_selector_and_unreachable_site_exit_two(site: Site) -> None:
+    bad = troth(*scan_args(site, "--pages", "1", "--accept-selector", "[[["))
+    assert bad.returncode == 2
+    assert "--accept-selector: '[[[' is not a valid CSS selector" in bad.stderr
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    gone = troth("scan", f"http://gone.test:{port}/", "--map-host", "*.test=127.0.0.1")
+    assert gone.returncode == 2
+    assert f"http://gone.test:{port}/: cannot load: net::ERR_CONNECTION_REFUSED" in gone.stderr
+    assert "Traceback" not in bad.stderr + gone.stderr
