@@ -1,0 +1,129 @@
+"""The comparison rules on hand-made observations (no browser): edges of each rule."""
+
+from __future__ import annotations
+
+import pytest
+
+from troth.policy.model import Policy
+from troth.scan.classify import iso_duration
+from troth.scan.compare import compare, gcs_denies_storage
+from troth.scan.observations import (
+    Observations,
+    ObservedCookie,
+    ObservedRequest,
+    Phase,
+    is_first_party,
+)
+
+from .conftest import SITE_POLICY
+
+DAY = 86400
+
+
+@pytest.fixture(scope="module")
+def policy() -> Policy:
+    from troth.policy.loader import load_policy
+
+    return load_policy(SITE_POLICY).policy
+
+
+def observed(*, cookies: list[ObservedCookie] = (), requests: list[ObservedRequest] = (),  # type: ignore[assignment]
+             accepted: bool = True) -> Observations:  # fmt: skip
+    obs = Observations("https://www.shop.example/", "www.shop.example", accepted=accepted)
+    obs.cookies.extend(cookies)
+    obs.requests.extend(requests)
+    return obs
+
+
+def cookie(name: str, lifetime: int | None, phase: Phase = "after") -> ObservedCookie:
+    return ObservedCookie(name, "www.shop.example", "/", lifetime, phase)
+
+
+def google(gcs: str | None, phase: Phase) -> ObservedRequest:
+    query = f"?v=2&gcs={gcs}" if gcs else "?v=2"
+    return ObservedRequest.from_url(
+        "https://www.google-analytics.com/g/collect" + query, "image", "GET", phase
+    )
+
+
+def violations(obs: Observations, policy: Policy) -> list[tuple[str, str]]:
+    return [(f.kind, f.subject) for f in compare(obs, policy) if f.severity == "violation"]
+
+
+@pytest.mark.parametrize(
+    ("name", "lifetime", "too_long"),
+    [
+        ("prefs_theme", 30 * DAY + 60, False),  # P30D, and a minute for reading the jar
+        ("prefs_theme", 31 * DAY, True),
+        ("consent", 186 * DAY, False),  # P6M: six months may have 186 days
+        ("consent", 187 * DAY, True),
+        ("consent", None, False),
+    ],
+)
+def test_expiry_against_the_longest_declared_length(
+    policy: Policy, name: str, lifetime: int | None, too_long: bool
+) -> None:
+    found = violations(observed(cookies=[cookie(name, lifetime)]), policy)
+    assert found == ([("expiry_too_long", name)] if too_long else [])
+
+
+def test_session_cookie_that_persists_is_too_long(policy: Policy) -> None:
+    assert violations(observed(cookies=[cookie("sid", 3600)]), policy) == [
+        ("expiry_too_long", "sid")
+    ]
+
+
+def test_pattern_declares_a_family_of_cookies(policy: Policy) -> None:
+    obs = observed(cookies=[cookie("_stats_a", 10 * DAY), cookie("_statsb", DAY)])
+    assert violations(obs, policy) == [("undeclared_cookie", "_statsb")]
+
+
+def test_necessary_cookie_before_consent_is_fine(policy: Policy) -> None:
+    obs = observed(cookies=[cookie("sid", None, "before"), cookie("_stats_a", DAY, "before")])
+    assert violations(obs, policy) == [("cookie_before_consent", "_stats_a")]
+
+
+@pytest.mark.parametrize(
+    ("gcs", "flagged"), [("G100", False), ("G101", True), ("G111", True), (None, True)]
+)
+def test_google_before_consent_only_as_a_cookieless_ping(policy: Policy, gcs: str | None,
+                                                         flagged: bool) -> None:  # fmt: skip
+    found = violations(observed(requests=[google(gcs, "before")]), policy)
+    assert (found == [("request_before_consent", "www.google-analytics.com")]) is flagged
+    assert found == [] or flagged
+
+
+def test_consent_mode_not_updated_after_accept(policy: Policy) -> None:
+    findings = compare(observed(requests=[google("G100", "after")]), policy)
+    assert [(f.severity, f.kind) for f in findings if f.kind != "declared_not_seen"] == [
+        ("warning", "consent_mode_not_updated")
+    ]
+    not_accepted = compare(observed(requests=[google("G100", "after")], accepted=False), policy)
+    assert [f.kind for f in not_accepted if f.kind != "declared_not_seen"] == []
+
+
+def test_undeclared_host_of_a_declared_technology_names_its_recipient(policy: Policy) -> None:
+    recipients = [
+        r.model_copy(update={"hosts": []}) if r.id == "ad_partner" else r for r in policy.recipients
+    ]
+    trimmed = policy.model_copy(update={"recipients": recipients})
+    pixel = ObservedRequest.from_url("http://px.tracker.test/px.gif?e=1", "image", "GET", "after")
+    obs = observed(requests=[pixel])
+    found = [f for f in compare(obs, trimmed) if f.kind == "undeclared_host"]
+    assert [f.subject for f in found] == ["px.tracker.test"]
+    assert (
+        found[0].suggestion
+        == "# add to recipients[ad_partner].hosts:\n    hosts: [px.tracker.test]"
+    )
+
+
+def test_helpers() -> None:
+    assert gcs_denies_storage("G100")
+    assert not gcs_denies_storage("G110")
+    assert not gcs_denies_storage(None)
+    assert is_first_party(".shop.example", "www.shop.example")
+    assert is_first_party("cdn.shop.example", "www.shop.example")
+    assert not is_first_party("shop.example.evil", "www.shop.example")
+    assert iso_duration(730 * DAY) == "P2Y"
+    assert iso_duration(90 * DAY - 1) == "P90D"
+    assert iso_duration(5) == "P1D"
