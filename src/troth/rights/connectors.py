@@ -42,7 +42,7 @@ __all__ = [
     "register",
 ]
 
-BATCH = 500  # values per IN (...) list: one query per table per batch
+BATCH = 1000  # values per IN (...) list: one query per table per batch
 
 
 class Connector(Protocol):
@@ -61,6 +61,11 @@ class Connector(Protocol):
 
     def nullable(self, table: str, column: str) -> bool:
         """Whether ``column`` may be set to NULL (to cut a reference cycle)."""
+        ...
+
+    def unique(self, table: str, column: str) -> bool:
+        """Whether no two rows of ``table`` share a value of ``column`` (then the engine
+        does not ask again for a value it found in that very column)."""
         ...
 
     def apply(self, plan: StorePlan) -> None:
@@ -183,6 +188,7 @@ class SqlConnector:
         self.engine = _engine_for(datastore, url)
         self._types: dict[str, dict[str, Any]] = {}
         self._sql: dict[tuple[Any, ...], str] = {}
+        self._unique: dict[tuple[str, str], set[str]] = {}
         self._local = threading.local()
         quote = self.engine.dialect.identifier_preparer.quote
         self._q: Callable[[str], str] = quote
@@ -234,6 +240,28 @@ class SqlConnector:
     def nullable(self, table: str, column: str) -> bool:
         info = self._columns(table).get(column)
         return bool(info and info.get("nullable", True))
+
+    def unique(self, table: str, column: str) -> bool:
+        key = ("unique", table)
+        if key not in self._unique:
+            try:
+                inspector = inspect(self.engine)
+                single: set[str] = set()
+                pk = inspector.get_pk_constraint(table).get("constrained_columns") or []
+                if len(pk) == 1:
+                    single.add(pk[0])
+                for ix in inspector.get_indexes(table, include_auto_indexes=True):
+                    names = ix.get("column_names") or []
+                    if ix.get("unique") and len(names) == 1 and names[0]:
+                        single.add(str(names[0]))
+                for uq in inspector.get_unique_constraints(table):
+                    columns = uq.get("column_names") or []
+                    if len(columns) == 1:
+                        single.add(columns[0])
+            except SQLAlchemyError as exc:
+                raise self._error(f"cannot read the indexes of table '{table}'", exc) from None
+            self._unique[key] = single
+        return column in self._unique[key]
 
     def _wants_int(self, table: str, name: str) -> bool:
         key = ("int", table, name)

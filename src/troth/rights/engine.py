@@ -145,6 +145,7 @@ class RightsEngine:
         if missing:
             raise PolicyError(f"no connector open for datastore(s): {', '.join(missing)}")
         self._order = {sid: _erasure_order(c) for sid, c in self.connectors.items()}
+        self._unique: dict[tuple[str, str], list[str]] = {}
 
     # --- finding ---------------------------------------------------------------------------
 
@@ -170,6 +171,7 @@ class RightsEngine:
                     for column, values in where.items():
                         asked[(sid, table.name, column)].update(str(v) for v in values)
                     rows = connector.fetch(table, where)
+                    unique = self._unique_columns(sid, connector, table)
                     bucket = found[(sid, table.name)]
                     for row in rows:
                         key = row.get(table.key)
@@ -177,8 +179,11 @@ class RightsEngine:
                             continue
                         bucket[key] = row
                         progress = True
-                        # the key is unique: asking the table for it again finds only this row
-                        asked[(sid, table.name, table.key)].add(str(key))
+                        # a unique column (the key, or one the schema keeps unique): asking
+                        # the table for this row's value again would find only this row
+                        for column in unique:
+                            if row.get(column) is not None:
+                                asked[(sid, table.name, column)].add(str(row[column]))
                         for f in table.identity_fields():
                             value = row.get(f.name)
                             if value is not None and str(value) != "":
@@ -189,6 +194,15 @@ class RightsEngine:
             {k: set(v) for k, v in known.items()},
             {k: list(v.values()) for k, v in found.items() if v},
         )
+
+    def _unique_columns(self, sid: str, connector: Connector, table: DatasetTable) -> list[str]:
+        key = (sid, table.name)
+        if key not in self._unique:
+            names = [table.key, *(f.name for f in table.identity_fields())]
+            self._unique[key] = [
+                n for n in dict.fromkeys(names) if n == table.key or connector.unique(table.name, n)
+            ]
+        return self._unique[key]
 
     @staticmethod
     def _questions(

@@ -90,6 +90,9 @@ class TrothConnector:
     def nullable(self, table: str, column: str) -> bool:
         return False
 
+    def unique(self, table: str, column: str) -> bool:
+        return False
+
     def _hashes(self, where: Mapping[str, Sequence[Any]]) -> dict[str, tuple[str, str]]:
         """subject hash -> (identity column, subject) for every value that can be a subject."""
         out: dict[str, tuple[str, str]] = {}
