@@ -58,7 +58,10 @@ class PolicyHistory:
 
 
 def _canonical(policy: Policy) -> str:
-    return json.dumps(policy.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    # Defaults are left out so that a troth upgrade adding a model field with a default
+    # does not make every published version look changed.
+    document = policy.model_dump(mode="json", exclude_defaults=True)
+    return json.dumps(document, sort_keys=True, separators=(",", ":"))
 
 
 def _version_key(version: str) -> tuple[int, ...]:
