@@ -115,6 +115,75 @@ def scan(
     raise typer.Exit(1 if report.violations else 0)
 
 
+class DiscoverFormat(StrEnum):
+    text = "text"
+    json = "json"
+
+
+def _datasets_path(datasets: Path | None, policy: Path | None) -> Path | None:
+    if datasets is not None:
+        return datasets
+    from troth.config import Settings
+
+    configured = Settings().datasets
+    if configured is not None:
+        return configured
+    beside = policy.with_name("datasets.yaml") if policy is not None else None
+    return beside if beside is not None and beside.is_file() else None
+
+
+def discover(
+    database_url: Annotated[
+        str, typer.Argument(help="The database to look into", show_default=False)
+    ],
+    datasets: Annotated[
+        Path | None,
+        typer.Option(
+            "--datasets", help="datasets.yaml (default: TROTH_DATASETS, or beside the policy)"
+        ),
+    ] = None,
+    policy: Annotated[
+        Path | None, typer.Option("--policy", "-p", help="policy.yaml the annotations refer to")
+    ] = None,
+    store: Annotated[
+        str | None, typer.Option("--store", help="Which datastore of datasets.yaml this is")
+    ] = None,
+    sample: Annotated[int, typer.Option("--sample", help="Rows sampled per table")] = 200,
+    fmt: Annotated[DiscoverFormat, typer.Option("--format", "-f")] = DiscoverFormat.text,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write here")] = None,
+) -> None:
+    """Find personal data in a database's columns and compare with the dataset annotations.
+    Exit 1 when a column holds personal data the annotations do not name, 2 on bad input."""
+    from troth.policy.datasets import load_datasets
+    from troth.scan.discover import choose_store, discover_database
+
+    path = _datasets_path(datasets, policy)
+    loaded = _policy(policy)
+    if path is not None and loaded is None:
+        raise _fail(f"--datasets: {path} names the policy's data categories; give --policy too")
+    try:
+        chosen = None
+        if path is not None and loaded is not None:
+            chosen = choose_store(load_datasets(path, loaded), database_url, store)
+        report = discover_database(database_url, policy=loaded, store=chosen, sample=sample)
+    except TrothError as exc:
+        raise _fail(str(exc)) from None
+    if fmt is DiscoverFormat.json:
+        import json
+
+        _write(json.dumps(report.as_dict(), ensure_ascii=False, indent=2), output)
+    else:
+        lines: list[str] = []
+        for f in report.findings:
+            lines.append(f"{f.severity:9} {f.kind:18} {f.message}")
+            if f.suggestion:
+                lines.extend("    " + line for line in f.suggestion.splitlines())
+        lines.append(report.summary())
+        _write("\n".join(lines), output)
+    raise typer.Exit(1 if report.violations else 0)
+
+
 def register(app: typer.Typer) -> None:
     """Add this capability's commands and command groups to ``app``."""
     app.command(name="scan")(scan)
+    app.command(name="discover")(discover)

@@ -1,0 +1,350 @@
+"""`troth discover`: find personal data in a database's columns and compare with the dataset
+annotations (``datasets.yaml``).
+
+The schema is read with SQLAlchemy's inspector; each table's text (and integer) columns are
+sampled with one bounded query, and every sampled value goes through the detectors of
+:mod:`troth.scan.detectors`. A column is classified as the kind most of its non-empty values
+agree on. Evidence carries the hit ratio and at most three *masked* examples: a report never
+shows a whole value.
+
+Findings: ``undeclared_column`` (personal data in a column the annotations do not name; a
+warning for free text, a violation otherwise) and ``category_mismatch`` (a warning: the
+column is annotated with a data category whose ``maps_to`` does not cover what was found).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
+from sqlalchemy.types import NullType
+
+from troth.policy.datasets import Datasets, Datastore
+from troth.policy.model import Policy
+from troth.policy.vocabulary import vocabulary
+from troth.scan.detectors import DETECTORS, Detector, mask
+from troth.scan.errors import ScanError
+
+__all__ = [
+    "ColumnEvidence",
+    "DiscoverFinding",
+    "DiscoverReport",
+    "choose_store",
+    "discover_database",
+    "safe_url",
+]
+
+MIN_RATIO = 0.5  # share of a column's non-empty sampled values that must agree
+MIN_HITS = 2
+EXAMPLES = 3
+DEFAULT_SAMPLE = 200
+MAX_SAMPLE = 10_000
+
+
+@dataclass(frozen=True)
+class ColumnEvidence:
+    """Personal data recognised in one column."""
+
+    table: str
+    column: str
+    sql_type: str
+    kind: str
+    label: str
+    hits: int
+    sampled: int  # non-empty values looked at
+    examples: tuple[str, ...]  # masked
+    personal_data: str | None
+
+    @property
+    def ratio(self) -> float:
+        return self.hits / self.sampled if self.sampled else 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "table": self.table,
+            "column": self.column,
+            "type": self.sql_type,
+            "kind": self.kind,
+            "hits": self.hits,
+            "sampled": self.sampled,
+            "ratio": round(self.ratio, 3),
+            "examples": list(self.examples),
+        }
+
+    def evidence(self) -> str:
+        return (
+            f"{self.label}: {self.hits}/{self.sampled} sampled values ({self.ratio:.0%}), "
+            f"e.g. {', '.join(self.examples)}"
+        )
+
+
+@dataclass(frozen=True)
+class DiscoverFinding:
+    kind: Literal["undeclared_column", "category_mismatch"]
+    severity: Literal["violation", "warning"]
+    evidence: ColumnEvidence
+    message: str
+    suggestion: str | None = None
+
+    @property
+    def subject(self) -> str:
+        return f"{self.evidence.table}.{self.evidence.column}"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "severity": self.severity,
+            "subject": self.subject,
+            "message": self.message,
+            "evidence": self.evidence.as_dict(),
+            "suggestion": self.suggestion,
+        }
+
+
+@dataclass
+class DiscoverReport:
+    url: str  # without the password
+    store: str | None  # the annotated datastore compared with
+    tables: int = 0
+    columns: int = 0
+    evidence: list[ColumnEvidence] = field(default_factory=list)
+    findings: list[DiscoverFinding] = field(default_factory=list)
+
+    @property
+    def violations(self) -> list[DiscoverFinding]:
+        return [f for f in self.findings if f.severity == "violation"]
+
+    def summary(self) -> str:
+        against = f"datastore {self.store}" if self.store else "no annotations"
+        return (
+            f"{self.url}: {self.tables} table(s), {self.columns} column(s) sampled, "
+            f"{len(self.evidence)} with personal data, compared with {against} — "
+            f"{len(self.violations)} violation(s), "
+            f"{len(self.findings) - len(self.violations)} warning(s)"
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "url": self.url,
+            "datastore": self.store,
+            "tables": self.tables,
+            "columns": self.columns,
+            "violations": len(self.violations),
+            "findings": [f.as_dict() for f in self.findings],
+            "personal_data": [e.as_dict() for e in self.evidence],
+        }
+
+
+def safe_url(url: str) -> str:
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "<database URL>"
+
+
+def choose_store(datasets: Datasets, url: str, store_id: str | None) -> Datastore:
+    """The annotated datastore that describes the database at ``url``."""
+    sql = [s for s in datasets.datastores if s.kind != "troth"]
+    if store_id is not None:
+        found = next((s for s in sql if s.id == store_id), None)
+        if found is None:
+            raise ScanError(
+                f"--store: {datasets.path} has no datastore {store_id!r}; it has "
+                + ", ".join(s.id for s in sql)
+            )
+        return found
+    same = [s for s in sql if s.resolved_url() == url]
+    if len(same) == 1:
+        return same[0]
+    if len(sql) == 1:
+        return sql[0]
+    raise ScanError(
+        f"--store: say which datastore of {datasets.path} this database is: "
+        + ", ".join(s.id for s in sql)
+    )
+
+
+def discover_database(
+    url: str,
+    *,
+    policy: Policy | None = None,
+    store: Datastore | None = None,
+    sample: int = DEFAULT_SAMPLE,
+) -> DiscoverReport:
+    """Sample every table of the database at ``url`` and compare with ``store``'s annotations."""
+    if not 1 <= sample <= MAX_SAMPLE:
+        raise ScanError(f"--sample: must be between 1 and {MAX_SAMPLE}, not {sample}")
+    shown = safe_url(url)
+    try:
+        engine = sa.create_engine(url)
+    except (ArgumentError, NoSuchModuleError, ValueError):
+        raise ScanError(f"DATABASE_URL: {shown!r} is not a database URL troth can use") from None
+    database = engine.url.database or ""
+    on_disk = engine.url.get_backend_name() == "sqlite" and database not in ("", ":memory:")
+    if on_disk and not Path(database).is_file():  # never create an empty database
+        raise ScanError(f"{shown}: no such database file")
+    report = DiscoverReport(shown, store.id if store else None)
+    try:
+        _sample_all(engine, report, sample)
+    except SQLAlchemyError as exc:
+        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        raise ScanError(f"{shown}: cannot read the database: {reason}") from None
+    finally:
+        engine.dispose()
+    report.findings = _compare(report.evidence, policy, store)
+    return report
+
+
+def _sample_all(engine: Engine, report: DiscoverReport, sample: int) -> None:
+    with engine.connect() as conn:
+        inspector = sa.inspect(conn)
+        for table in sorted(inspector.get_table_names()):
+            columns = [
+                (c["name"], c["type"])
+                for c in inspector.get_columns(table)
+                if _kind_of_type(c["type"]) is not None
+            ]
+            report.tables += 1
+            if not columns:
+                continue
+            report.columns += len(columns)
+            selected: list[sa.ColumnClause[Any]] = [sa.column(name) for name, _ in columns]
+            query = sa.select(*selected).select_from(sa.table(table)).limit(sample)
+            rows = conn.execute(query).all()
+            for index, (name, sql_type) in enumerate(columns):
+                values = [str(row[index]).strip() for row in rows if row[index] is not None]
+                numeric = _kind_of_type(sql_type) == "integer"
+                found = classify_column(table, name, [v for v in values if v], numeric=numeric)
+                if found is not None:
+                    detector, hits, examples, sampled = found
+                    report.evidence.append(
+                        ColumnEvidence(
+                            table,
+                            name,
+                            str(sql_type),
+                            detector.kind,
+                            detector.label,
+                            hits,
+                            sampled,
+                            examples,
+                            detector.personal_data,
+                        )
+                    )
+
+
+def _kind_of_type(sql_type: Any) -> Literal["text", "integer"] | None:
+    if isinstance(sql_type, sa.Integer):
+        return "integer"
+    if isinstance(sql_type, sa.String | NullType):
+        return "text"
+    if type(sql_type).__name__ in ("INET", "CIDR", "CITEXT"):  # PostgreSQL
+        return "text"
+    return None
+
+
+def classify_column(
+    table: str, column: str, values: list[str], *, numeric: bool = False
+) -> tuple[Detector, int, tuple[str, ...], int] | None:
+    """The detector most values agree on, with its hits, masked examples and sample size."""
+    if not values:
+        return None
+    best: tuple[Detector, int, tuple[str, ...], int] | None = None
+    for detector in DETECTORS:
+        if numeric and not detector.numeric:
+            continue
+        if not detector.applies(table, column):
+            continue
+        hits = [v for v in values if detector.matches(v)]
+        if len(hits) < MIN_HITS or len(hits) / len(values) < MIN_RATIO:
+            continue
+        if best is None or len(hits) > best[1]:
+            examples = tuple(dict.fromkeys(mask(detector.kind, v) for v in hits))[:EXAMPLES]
+            best = (detector, len(hits), examples, len(values))
+    return best
+
+
+def _compare(
+    evidence: Iterable[ColumnEvidence], policy: Policy | None, store: Datastore | None
+) -> list[DiscoverFinding]:
+    out: list[DiscoverFinding] = []
+    for ev in evidence:
+        detector = next(d for d in DETECTORS if d.kind == ev.kind)
+        table = store.table(ev.table) if store else None
+        annotated = table.field(ev.column) if table else None
+        if annotated is None or (annotated.category is None and annotated.identity is None):
+            where = "" if table or store is None else f" (table {ev.table} is not annotated)"
+            out.append(
+                DiscoverFinding(
+                    "undeclared_column",
+                    "violation" if detector.severity == "violation" else "warning",
+                    ev,
+                    f"{ev.table}.{ev.column} holds {ev.evidence()}; it is not in the dataset "
+                    f"annotations{where}",
+                    _suggest(ev, policy, store),
+                )
+            )
+            continue
+        if policy is None or annotated.category is None or ev.personal_data is None:
+            continue
+        category = next((c for c in policy.categories if c.id == annotated.category), None)
+        if category is not None and not _covers(category.maps_to, ev.personal_data):
+            out.append(
+                DiscoverFinding(
+                    "category_mismatch",
+                    "warning",
+                    ev,
+                    f"{ev.table}.{ev.column} holds {ev.label} ({ev.personal_data}) but its "
+                    f"category {category.id} maps to {', '.join(category.maps_to) or 'nothing'}",
+                )
+            )
+    order = {"violation": 0, "warning": 1}
+    return sorted(out, key=lambda f: (order[f.severity], f.kind, f.subject))
+
+
+def _lineage(key: str) -> set[str]:
+    """``key`` and every broader personal-data term above it."""
+    vocab = vocabulary()
+    seen: set[str] = set()
+    todo = [key]
+    while todo:
+        term = vocab.lookup("personal_data", todo.pop())
+        if term is None or term.key in seen:
+            continue
+        seen.add(term.key)
+        todo.extend(term.broader)
+    return seen
+
+
+def _covers(maps_to: Iterable[str], detected: str) -> bool:
+    detected_line = _lineage(detected)
+    for entry in maps_to:
+        term = vocabulary().lookup("personal_data", entry)
+        if term is None:
+            continue
+        if term.key in detected_line or detected in _lineage(term.key):
+            return True
+    return False
+
+
+def _suggest(ev: ColumnEvidence, policy: Policy | None, store: Datastore | None) -> str:
+    category, note = "TODO", "  # a data category of the policy"
+    if policy is not None and ev.personal_data is not None:
+        for c in policy.categories:
+            if _covers(c.maps_to, ev.personal_data):
+                category, note = c.id, ""
+                break
+    head = f"# datasets.yaml, datastore {store.id}:" if store else "# datasets.yaml:"
+    return "\n".join(
+        [
+            head,
+            "tables:",
+            f"  {ev.table}:",
+            "    fields:",
+            f"      {ev.column}: {{category: {category}}}{note}",
+        ]
+    )
