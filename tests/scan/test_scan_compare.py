@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import pytest
 
 from troth.policy.model import Policy
@@ -27,8 +29,12 @@ def policy() -> Policy:
     return load_policy(SITE_POLICY).policy
 
 
-def observed(*, cookies: list[ObservedCookie] = (), requests: list[ObservedRequest] = (),  # type: ignore[assignment]
-             accepted: bool = True) -> Observations:  # fmt: skip
+def observed(
+    *,
+    cookies: Sequence[ObservedCookie] = (),
+    requests: Sequence[ObservedRequest] = (),
+    accepted: bool = True,
+) -> Observations:
     obs = Observations("https://www.shop.example/", "www.shop.example", accepted=accepted)
     obs.cookies.extend(cookies)
     obs.requests.extend(requests)
