@@ -63,8 +63,10 @@ def _open(policy: Path, database_url: str | None) -> Rights:
 
 def _refused(exc: TrothError) -> typer.Exit:
     typer.echo(f"troth: {exc}", err=True)
-    status = getattr(exc, "status", 409)
-    return typer.Exit(2 if status in (400, 422) else 1)
+    # unusable input (a malformed or invalid argument) is 2; a refusal (wrong state, wrong
+    # code, an extension too long) is 1
+    unusable = getattr(exc, "status", 0) == 400 or getattr(exc, "title", "") == "Invalid request"
+    return typer.Exit(2 if unusable else 1)
 
 
 def _show(rights: Rights, view: RequestView, as_json: bool) -> None:
