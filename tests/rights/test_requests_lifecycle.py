@@ -90,7 +90,7 @@ def test_portal_request_is_verified_by_code_run_by_a_worker_and_downloaded_once(
     steps = [s["step"] for s in detail["steps"]]
     assert steps == [
         "submitted", "code_sent", "code_refused", "verified", "approved", "executing",
-        "discovered", "completed", "downloaded",
+        "discovered", "access_done", "access_done", "completed", "downloaded",
     ]  # fmt: skip
 
     # every step is in the audit log, under a keyed hash: the e-mail is nowhere in clear
@@ -135,6 +135,15 @@ def test_an_account_erasure_waits_for_an_officer_keeps_what_a_hold_covers_and_is
     assert done["state"] == "completed"
     assert done["result"]["holds"] == [{"scope": "billing", "reason": "Tax audit 2026 (case 17)"}]
     assert "kept under legal hold: Tax audit 2026 (case 17)" in done["steps"][-1]["note"]
+    erased = {
+        s["note"].split(":")[0]: s["note"] for s in done["steps"] if s["step"] == "erase_done"
+    }
+    assert set(erased) == {"lumen", "troth"}
+    # deleted: 4 usage records, 2 threat events, the prospect, the device without billing;
+    # nulled: e-mail of the invoice and of the ticket; masked: the ticket; kept: the billing
+    # rows under the hold and the account and device they hang on
+    assert erased["lumen"].startswith("lumen: 8 deleted, 2 nulled, 1 masked, 4 kept")
+    assert "(kept: legal hold: Tax audit 2026 (case 17)" in erased["lumen"]
     status = life.client.get(f"/privacy/requests/{request_id}")
     assert "Tax audit 2026 (case 17)" in status.text
 

@@ -318,11 +318,19 @@ class Executor:
         outbox = Outbox()
         if job.operation == "discover":
             self._after_discovery(conn, row, view)
+        else:
+            self.desk.step(
+                conn,
+                row,
+                f"{job.operation}_done",
+                f"request:{view.id}",
+                f"{job.datastore}: {_summary(job)}",
+                datastore=job.datastore,
+                counts=_counts(job),
+            )
         jobs = jobs_of(conn, job.request_id)
         if any(j.state != "done" for j in jobs):
             return None
-        if job.operation == "discover":
-            return None  # nothing else was queued: settled by _after_discovery
         self._complete(conn, row, view, jobs, outbox)
         return lambda: self._send(job.request_id, outbox)
 
@@ -464,6 +472,38 @@ class Executor:
             remaining=left,
         )
         return check
+
+
+def _counts(job: Job) -> dict[str, int]:
+    """A job's result as counts only (what the audit entry of its step carries)."""
+    result = job.result or {}
+    if job.operation == "erase":
+        totals: dict[str, int] = {"deleted": 0, "nulled": 0, "masked": 0, "kept": 0}
+        for outcome in result.get("tables", {}).values():
+            for what in totals:
+                totals[what] += int(outcome.get(what, 0))
+        return totals
+    return {k: int(v) for k, v in result.items() if isinstance(v, int)}
+
+
+def _summary(job: Job) -> str:
+    counts = _counts(job)
+    if job.operation == "erase":
+        kept = ", ".join(
+            dict.fromkeys(
+                reason
+                for outcome in (job.result or {}).get("tables", {}).values()
+                for reason in outcome.get("reasons", [])
+            )
+        )
+        text = ", ".join(f"{n} {what}" for what, n in counts.items())
+        return f"{text} (kept: {kept})" if kept else text
+    if job.operation == "access":
+        return f"{counts.get('rows', 0)} row(s) found"
+    if job.operation == "rectify":
+        return f"{counts.get('changed', 0)} row(s) corrected"
+    note = (job.result or {}).get("note") or ""
+    return f"recorded for {counts.get('subjects', 0)} subject(s)" + (f"; {note}" if note else "")
 
 
 def _plain(value: Any) -> Any:
