@@ -6,6 +6,7 @@ import csv
 import io
 import json
 import re
+from html import unescape
 from html.parser import HTMLParser
 
 import pytest
@@ -177,3 +178,206 @@ def test_tracking_table_lists_every_technology(seed):
 def test_seed_is_clean_of_render_findings(seed):
     assert reference_findings(seed) == []
     assert all(f.code != "T060" for f in lint(seed))
+
+
+# --- international transfers: each recipient's mechanism in words, with its specifics ------
+
+
+def transfer_statements(html: str) -> dict[str, list[str]]:
+    """The statements of the transfers section, by recipient name, as a reader sees them."""
+    section = html[html.index('<section id="transfers"') :]
+    section = section[: section.index("</section>")]
+    items = re.findall(r'<li><strong>(.*?)</strong><ul class="details">(.*?)</ul></li>', section)
+    return {
+        unescape(name): [
+            unescape(re.sub(r"<[^>]+>", "", d)) for d in re.findall(r"<li>(.*?)</li>", body)
+        ]
+        for name, body in items
+    }
+
+
+def test_seed_transfers_state_each_mechanism_in_english(seed):
+    said = transfer_statements(render_policy(seed.policy, "en", "html"))
+    assert list(said) == [
+        "Lumen Networks group companies",
+        "Service providers",
+        "Google Analytics",
+        "Google Ads",
+        "Mobile advertising networks",
+        "Marketing partners",
+    ]  # the payment processor and the authorities are in the EEA: no transfer
+    assert said["Google Analytics"] == [
+        "Transferred out of the European Economic Area to: United States.",
+        "Safeguard: an adequacy decision (Art. 45(3) GDPR). The European Commission has found "
+        "that the country ensures a level of data protection essentially equivalent to that in "
+        "the European Union.",
+        "Decision relied on: United States (EU-U.S. Data Privacy Framework), Commission "
+        "Implementing Decision (EU) 2023/1795 of July 10, 2023.",
+        "This decision covers only some recipients in the country; it covers this recipient "
+        "because it is certified under the EU-U.S. Data Privacy Framework (listed as an active "
+        "participant on the Data Privacy Framework List of the US Department of Commerce).",
+    ]
+    assert said["Service providers"] == [
+        "Transferred out of the European Economic Area to: United States.",  # not Germany
+        "Safeguard: standard contractual clauses (Art. 46(2)(c) GDPR). The recipient has signed "
+        "a contract in terms adopted by the European Commission that obliges it to protect the "
+        "data as required in the European Union and gives you rights you can enforce.",
+        "Clauses used: Commission Implementing Decision (EU) 2021/914 of June 4, 2021, "
+        "module 2 (controller to processor).",
+        "Applies to service providers in the United States; those in Germany receive data "
+        "without a transfer.",
+        "We assessed the risks of this transfer on October 1, 2026 (transfer impact assessment).",
+    ]
+    assert said["Marketing partners"][2] == (
+        "Clauses used: Commission Implementing Decision (EU) 2021/914 of June 4, 2021, "
+        "module 1 (controller to controller)."
+    )
+    assert said["Lumen Networks group companies"] == [
+        "Transferred out of the European Economic Area to: Singapore and United States.",
+        "Safeguard: binding corporate rules (Art. 46(2)(b) GDPR). Data protection rules that "
+        "bind every company of the recipient's group, approved by a data protection supervisory "
+        "authority, give you rights you can enforce.",
+        "Reference: Lumen Networks Binding Corporate Rules (processor), approved under "
+        "Art. 47 GDPR.",
+        "We assessed the risks of this transfer on September 15, 2026 (transfer impact "
+        "assessment).",
+    ]
+
+
+def test_seed_transfers_state_each_mechanism_in_german(seed):
+    said = transfer_statements(render_policy(seed.policy, "de", "html"))
+    assert said["Google Ads"] == [
+        "Übermittelt aus dem Europäischen Wirtschaftsraum in folgende Länder: Vereinigte Staaten.",
+        "Garantie: ein Angemessenheitsbeschluss (Art. 45 Abs. 3 DSGVO). Die Europäische "
+        "Kommission hat festgestellt, dass das Land ein Datenschutzniveau gewährleistet, das dem "
+        "in der Europäischen Union im Wesentlichen gleichwertig ist.",
+        "Zugrunde liegender Beschluss: Vereinigte Staaten (Datenschutzrahmen EU-USA), "
+        "Durchführungsbeschluss (EU) 2023/1795 der Kommission vom 10. Juli 2023.",
+        "Dieser Beschluss gilt nur für einen Teil der Empfänger in dem Land; er gilt für diesen "
+        "Empfänger, weil er nach dem Datenschutzrahmen EU-USA (EU-U.S. Data Privacy Framework) "
+        "zertifiziert ist (als aktiver Teilnehmer auf der Data Privacy Framework List des "
+        "US-Handelsministeriums geführt).",
+    ]
+    assert said["Mobile Werbenetzwerke"] == [
+        "Übermittelt aus dem Europäischen Wirtschaftsraum in folgende Länder: Vereinigte Staaten.",
+        "Garantie: Standardvertragsklauseln (Art. 46 Abs. 2 lit. c DSGVO). Der Empfänger hat "
+        "einen Vertrag nach einem von der Europäischen Kommission erlassenen Muster "
+        "unterzeichnet, der ihn verpflichtet, die Daten so zu schützen, wie es in der "
+        "Europäischen Union vorgeschrieben ist, und der Ihnen durchsetzbare Rechte gibt.",
+        "Verwendete Klauseln: Durchführungsbeschluss (EU) 2021/914 der Kommission vom "
+        "4. Juni 2021, Modul 1 (Verantwortlicher an Verantwortlichen).",
+        "Die Risiken dieser Übermittlung haben wir am 1. Oktober 2026 bewertet (Transfer Impact "
+        "Assessment).",
+    ]
+    assert said["Unternehmen der Lumen-Networks-Gruppe"][1] == (
+        "Garantie: verbindliche interne Datenschutzvorschriften (Art. 46 Abs. 2 lit. b DSGVO). "
+        "Datenschutzregeln, die jedes Unternehmen der Unternehmensgruppe des Empfängers binden "
+        "und von einer Datenschutzaufsichtsbehörde genehmigt sind, geben Ihnen durchsetzbare "
+        "Rechte."
+    )
+
+
+def _abroad(recipient_id: str, countries: list[str], transfer: dict) -> dict:
+    return {
+        "id": recipient_id,
+        "name": recipient_id.replace("_", " ").title(),
+        "type": "service_provider",
+        "role": "processor",
+        "description": "Hosts part of our service.",
+        "countries": countries,
+        "purposes": ["provide_service"],
+        "transfer": transfer,
+    }
+
+
+def test_transfers_name_older_decisions_partial_scopes_and_derogations(seed_variant):
+    from troth.policy.loader import load_policy
+
+    def edit(d):
+        d["recipients"] += [
+            _abroad("swiss_host", ["CH"], {"mechanism": "adequacy"}),
+            _abroad(
+                "tokyo_support",
+                ["JP"],
+                {"mechanism": "adequacy", "adequacy_scope": ["appi"]},
+            ),
+            _abroad(
+                "london_office",
+                ["GB"],
+                {"mechanism": "adequacy", "valid_until": "2027-06-30"},
+            ),
+            _abroad("claims_counsel", ["BR", "US"], {"mechanism": "derogation_legal_claims"}),
+        ]
+
+    policy = load_policy(seed_variant(edit)).policy
+    en = transfer_statements(render_policy(policy, "en", "html"))
+    de = transfer_statements(render_policy(policy, "de", "html"))
+    # A decision from before the Lisbon Treaty is an "Entscheidung ... /EG" in German.
+    assert en["Swiss Host"][2] == (
+        "Decision relied on: Switzerland, Commission Decision 2000/518/EC of July 26, 2000."
+    )
+    assert de["Swiss Host"][2] == (
+        "Zugrunde liegender Beschluss: Schweiz, Entscheidung 2000/518/EG der Kommission vom "
+        "26. Juli 2000."
+    )
+    assert en["Tokyo Support"][2:] == [
+        "Decision relied on: Japan (private sector), Commission Implementing Decision (EU) "
+        "2019/419 of January 23, 2019.",
+        "This decision covers only some recipients in the country; it covers this recipient "
+        "because it is a business subject to Japan's Act on the Protection of Personal "
+        "Information (APPI) and applies the supplementary rules for data from the EU and the UK.",
+    ]
+    assert de["Tokyo Support"][2] == (
+        "Zugrunde liegender Beschluss: Japan (Privatsektor), Durchführungsbeschluss (EU) "
+        "2019/419 der Kommission vom 23. Januar 2019."
+    )
+    # On the effective date (1 Dec 2026) the renewed UK decision applies, not the 2021 one.
+    assert en["London Office"][2:] == [
+        "Decision relied on: United Kingdom (renewed), Commission Implementing Decision of "
+        "December 19, 2025 renewing the adequacy finding of Implementing Decision (EU) 2021/1772.",
+        "It expires on December 27, 2031.",
+        "This safeguard applies until June 30, 2027.",
+    ]
+    assert de["London Office"][2] == (
+        "Zugrunde liegender Beschluss: Vereinigtes Königreich (erneuert), "
+        "Durchführungsbeschluss der Kommission vom 19. Dezember 2025 zur Erneuerung der "
+        "Angemessenheitsfeststellung des Durchführungsbeschlusses (EU) 2021/1772."
+    )
+    assert en["Claims Counsel"] == [
+        "Transferred out of the European Economic Area to: Brazil and United States.",
+        "There is no adequacy decision or other safeguard for this transfer. It rests on an "
+        "exception the law allows in specific situations (Art. 49(1)(e) GDPR): the transfer is "
+        "necessary to establish, exercise or defend legal claims.",
+    ]
+    assert de["Claims Counsel"][1] == (
+        "Für diese Übermittlung gibt es weder einen Angemessenheitsbeschluss noch andere "
+        "geeignete Garantien. Sie beruht auf einer Ausnahme, die das Gesetz für bestimmte Fälle "
+        "zulässt (Art. 49 Abs. 1 lit. e DSGVO): die Übermittlung ist zur Geltendmachung, "
+        "Ausübung oder Verteidigung von Rechtsansprüchen erforderlich."
+    )
+
+
+def test_a_uk_controller_states_uk_adequacy_regulations(seed_variant):
+    from troth.policy.loader import load_policy
+
+    def edit(d):
+        d["controller"]["establishments"] = ["GB"]
+        d["recipients"] += [
+            _abroad(
+                "us_host",
+                ["US"],
+                {"mechanism": "adequacy", "adequacy_scope": ["dpf_uk_extension"]},
+            ),
+        ]
+
+    policy = load_policy(seed_variant(edit)).policy
+    assert transfer_statements(render_policy(policy, "en", "html"))["Us Host"] == [
+        "Transferred out of the United Kingdom to: United States.",
+        "Safeguard: UK adequacy regulations (Art. 45 UK GDPR). The United Kingdom has found that "
+        "the country ensures an adequate level of data protection.",
+        "UK adequacy regulations relied on: United States (UK-US data bridge), The Data "
+        "Protection (Adequacy) (United States of America) Regulations 2023 (SI 2023/1028).",
+        "This decision covers only some recipients in the country; it covers this recipient "
+        "because it participates in the UK Extension to the EU-U.S. Data Privacy Framework "
+        "(listed on the Data Privacy Framework List of the US Department of Commerce).",
+    ]

@@ -15,6 +15,7 @@ from troth.errors import RenderError
 from troth.policy.model import Activity, Policy, Purpose, Recipient
 from troth.policy.vocabulary import vocabulary
 from troth.render.i18n import Translator
+from troth.render.transfer_text import transfer_statements
 
 __all__ = [
     "REF_PATTERN",
@@ -648,32 +649,36 @@ class _Builder:
         )
         mechanisms = transfer_mechanism_names(self.t)
         rows = []
+        items: list[tuple[Para, list[Para]]] = []
         for r in moving:
             assert r.transfer is not None
-            t = r.transfer
-            name = mechanisms.get(t.mechanism, t.mechanism)
-            detail = [legal_article(t.mechanism, self.t)]
-            if t.scc_module:
-                detail.append(_("module {n}").format(n=t.scc_module))
-            if t.reference:
-                detail.append(t.reference)
-            if t.note:
-                detail.append(self.t.text(t.note))
+            name = mechanisms.get(r.transfer.mechanism, r.transfer.mechanism)
+            article = legal_article(r.transfer.mechanism, self.t)
             rows.append(
                 [
                     Para([Span(ref=f"recipient.{r.id}")]),
                     _para(self.t.join([self.t.country(c) for c in r.countries])),
                     _para(name),
-                    _para("; ".join(detail)),
+                    _para(article),
                 ]
             )
+            statements = transfer_statements(self.p, r, self.t, mechanism=name, article=article)
+            items.append(
+                (
+                    Para([Span(self.t.text(r.name), strong=True)]),
+                    [_para(x) for x in statements],
+                )
+            )
+            s.anchors.append((f"transfer.{r.id}", self.t.text(r.name)))
         s.blocks.append(
             Table(
                 "transfers.table",
-                [_("Recipient"), _("Countries"), _("Safeguard"), _("Details")],
+                [_("Recipient"), _("Countries"), _("Safeguard"), _("Legal provision")],
                 rows,
             )
         )
+        s.blocks.append(_para(_("How each transfer is protected:")))
+        s.blocks.append(BulletList(items))
         s.blocks.append(
             _para(
                 _("You can ask us for a copy of the safeguards at {email}.").format(
