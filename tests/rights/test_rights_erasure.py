@@ -18,6 +18,7 @@ from troth.store.tables import (
     tracking_events,
     vault_values,
 )
+from troth.store.tables_transfers import disclosures
 
 ALEX_IDS = {"email": [ALEX["email"]]}
 TABLES = (
@@ -199,6 +200,13 @@ def _troth_traces(world: World) -> None:
                 page="/pricing", ip_prefix="203.0.113.0/24", props={}, day=now.date(), at=now,
             )
         )  # fmt: skip
+        conn.execute(
+            insert(disclosures).values(
+                at=now, recipient="payment_provider", country="DE", purpose="provide_service",
+                categories="billing", mechanism=None, mechanism_detail="", actor="service",
+                subject_hash=services.vault.hash(ALEX["ref"]), source="api",
+            )
+        )  # fmt: skip
 
 
 def _troth_counts(world: World) -> tuple[int, ...]:
@@ -208,6 +216,7 @@ def _troth_counts(world: World) -> tuple[int, ...]:
         select(tracking_events.c.id).where(tracking_events.c.visitor == "c:" + h[:40]),
         select(vault_values.c.category).where(vault_values.c.subject_hash == h),
         select(subject_keys.c.kek_id).where(subject_keys.c.subject_hash == h),
+        select(disclosures.c.id).where(disclosures.c.subject_hash == h),
     ]
     with world.services.engine.connect() as conn:
         return tuple(len(conn.execute(q).all()) for q in queries)
@@ -217,16 +226,19 @@ def test_erasure_across_datastores_resumes_after_a_crash_between_them(world: Wor
     _troth_traces(world)
     engine = world.engine()
     identities = engine.discover(ALEX_IDS).identities
-    assert _troth_counts(world) == (1, 1, 1, 1)
+    assert _troth_counts(world) == (1, 1, 1, 1, 1)
 
     engine.erase(identities, "lumen", actor="officer")
     # ... the worker dies here; the troth store is untouched, the job is run again
-    assert _troth_counts(world) == (1, 1, 1, 1)
+    assert _troth_counts(world) == (1, 1, 1, 1, 1)
     engine = world.engine()
     for store in ("lumen", "troth"):  # the whole request again: same end state
         engine.erase(identities, store, actor="officer")
 
-    assert _troth_counts(world) == (0, 0, 0, 0)  # consent, tracking, values, data key
+    # consent, tracking, values, data key gone; the disclosure stays, unlinked
+    assert _troth_counts(world) == (0, 0, 0, 0, 0)
+    with world.services.engine.connect() as conn:
+        assert len(conn.execute(select(disclosures.c.id)).all()) == 1
     assert all(n == 0 for n in engine.verify_erasure(identities).values())
     # the vault audited its erasure, with the keyed hash only
     log = world.services.engine
@@ -250,5 +262,5 @@ def test_a_legal_hold_in_the_vault_keeps_the_troth_store(world: World) -> None:
 
     report = engine.erase(identities, "troth", holds=holds, actor="officer")
 
-    assert _troth_counts(world) == (1, 1, 1, 1)
+    assert _troth_counts(world) == (1, 1, 1, 1, 1)
     assert report.tables["vault_values"].reasons == ["legal hold: tax audit"]

@@ -1,11 +1,13 @@
 """The 'troth' datastore: what troth itself holds about a subject.
 
 Consent choices (the ledger), tracking events recorded under the subject's first-party id,
-and vault values with the subject's data key. Subjects are stored only as keyed hashes, so
-the connector hashes the identities named in the annotations' ``subjects`` and looks those
-up; erasure deletes the consent and tracking rows in one transaction, then calls
-:meth:`troth.vault.vault.Vault.erase`, which deletes the values and shreds the data key in
-its own (audited) transaction — a crash in between leaves work that a re-run finishes.
+disclosures to recipients (unlinked on erasure: the register keeps the record), and vault
+values with the subject's data key. Subjects are stored only as keyed hashes, so the
+connector hashes the identities named in the annotations' ``subjects`` and looks those up;
+erasure deletes the consent and tracking rows and unlinks the disclosures in one
+transaction, then calls :meth:`troth.vault.vault.Vault.erase`, which deletes the values and
+shreds the data key in its own (audited) transaction — a crash in between leaves work that
+a re-run finishes.
 """
 
 from __future__ import annotations
@@ -23,10 +25,17 @@ from troth.rights.connectors import TrothParts, register
 from troth.rights.types import Key, Row, StorePlan
 from troth.store.engine import reading, writing
 from troth.store.tables import consent_current, consent_events, tracking_events, vault_values
+from troth.store.tables_transfers import disclosures
+from troth.transfers.disclosures import forget_subject
 
 __all__ = ["TrothConnector"]
 
 _CONSENT = ("receipt_id", "created_at", "policy_version", "language", "method", "jurisdiction")
+_DISCLOSED = ("id", "at", "recipient", "country", "purpose", "categories", "mechanism")
+_REGISTER = {
+    "en": "Disclosures stay in the register of disclosures, no longer linked to the person.",
+    "de": "Offenlegungen bleiben im Verzeichnis der Offenlegungen, ohne Bezug zur Person.",
+}
 _TRACKING = ("id", "at", "tech_id", "kind", "name", "campaign", "page", "ip_prefix")
 
 
@@ -68,6 +77,17 @@ class TrothConnector:
                 "delete",
                 None,
                 [*subjects, *(DatasetField(c, "usage") for c in _TRACKING[1:])],
+                [],
+            ),
+            DatasetTable(
+                "disclosures",
+                "id",
+                "null",  # unlinked (the subject's hash set to NULL), the record stays
+                None,
+                [
+                    *subjects,
+                    *(DatasetField(c, None, None, "keep", _REGISTER) for c in _DISCLOSED[1:]),
+                ],
                 [],
             ),
             DatasetTable(
@@ -125,6 +145,13 @@ class TrothConnector:
                 for r in conn.execute(query).mappings():
                     out = dict(r)
                     rows.append(self._row(out, subjects, by_visitor[out.pop("visitor")]))
+            elif table.name == "disclosures":
+                cols = [disclosures.c[c] for c in _DISCLOSED]
+                query = select(*cols, disclosures.c.subject_hash).where(
+                    disclosures.c.subject_hash.in_(hashes)
+                )
+                for r in conn.execute(query).mappings():
+                    rows.append(self._row(dict(r), subjects, r["subject_hash"]))
             elif table.name == "vault_values":
                 query = select(
                     vault_values.c.subject_hash, vault_values.c.category, vault_values.c.updated_at
@@ -162,6 +189,10 @@ class TrothConnector:
                 conn.execute(
                     delete(consent_current).where(consent_current.c.subject_hash.in_(hashes))
                 )
+            disclosed = by_name.get("disclosures")
+            if disclosed is not None and disclosed.update:
+                for subject in subjects:
+                    forget_subject(conn, self.hash(subject))
             if tracking is not None:
                 for start in range(0, len(tracking.delete), 500):
                     keys = tracking.delete[start : start + 500]
