@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from rights.lifecycle_support import lifecycle
 from troth.rights.mailer import OutboxMailer, SmtpMailer, make_mailer
 from troth.rights.requests_errors import RequestError
 
@@ -118,3 +119,23 @@ def test_outbox_files_are_private(tmp_path):
     (tmp_path / "file-not-dir").write_text("a file where the directory should be")
     with pytest.raises(RequestError, match="mail: the outbox cannot be written"):
         blocked.send("alex@example.org", "Three", "third")
+
+
+def test_a_code_that_cannot_be_mailed_leaves_the_request_recorded_and_says_where_to_go(
+    db_url, tmp_path
+):
+    with lifecycle(db_url, tmp_path, smtp_url="smtp://127.0.0.1:9?tls=none") as life:
+        r = life.client.post(
+            "/privacy/requests", json={"kind": "access", "email": "alex@example.org"}
+        )
+        assert r.status_code == 503
+        detail = r.json()["detail"]
+        assert detail.startswith("mail: the SMTP server refused or failed")
+        assert "alex" not in detail
+        request_id = detail.rsplit("/", 1)[1]
+        view = life.client.get(
+            f"/privacy/requests/{request_id}", headers={"Accept": "application/json"}
+        )
+        assert view.json()["state"] == "submitted"
+        steps = life.rights().desk.get(request_id).steps
+        assert [s.step for s in steps] == ["submitted", "code_sent", "mail_failed"]

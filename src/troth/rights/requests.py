@@ -417,14 +417,36 @@ class RequestDesk:
             .values(updated_at=self.clock(), **values)
         )
 
-    def _commit(self, run: Callable[[Connection, Outbox], Any]) -> Any:
-        """Run ``run`` in one write transaction with its audit head, then send its mail."""
+    def _commit(
+        self,
+        run: Callable[[Connection, Outbox], Any],
+        request_id: str | None = None,
+        *,
+        code_mail: bool = False,
+    ) -> Any:
+        """Run ``run`` in one write transaction with its audit head, then send its mail.
+
+        Mail that cannot go is a step of ``request_id`` (what was decided stays decided);
+        when the mail carried a verification code the requester waits for, the error is
+        raised too, with where to ask for a new code."""
         outbox = Outbox()
         with writing(self.engine).begin() as conn:
             result = run(conn, outbox)
             head = self.audit.take_head(conn)
         self.audit.publish(head)
-        self.deliver(outbox)
+        try:
+            self.deliver(outbox)
+        except RequestError as exc:
+            if request_id is None:
+                raise
+            self.record(request_id, "mail_failed", "troth", str(exc))
+            if code_mail:
+                raise RequestError(
+                    exc.status,
+                    exc.title,
+                    f"{exc}; the request is recorded: ask for a new code at "
+                    f"/privacy/requests/{request_id}",
+                ) from None
         return result
 
     def deliver(self, outbox: Outbox) -> None:
@@ -514,7 +536,7 @@ class RequestDesk:
                 assert verified_by is not None
                 self._verified(conn, row, verified_by, actor, outbox)
 
-        self._commit(run)
+        self._commit(run, request_id, code_mail=code is not None)
         return self.get(request_id)
 
     def _new_code(
@@ -562,7 +584,7 @@ class RequestDesk:
             assert email is not None  # requests verified by code always have one
             self._new_code(conn, row, new_code(), email, outbox, sent=codes + 1)
 
-        self._commit(run)
+        self._commit(run, request_id, code_mail=True)
         return self.get(request_id)
 
     def verify_code(self, request_id: str, code: str) -> RequestView:
@@ -612,7 +634,7 @@ class RequestDesk:
             conn.execute(delete(rights_codes).where(rights_codes.c.request_id == request_id))
             self._verified(conn, row, "email_code", "requester", outbox)
 
-        self._commit(run)
+        self._commit(run, request_id)
         if failure:
             raise failure[0]
         return self.get(request_id)
@@ -636,7 +658,7 @@ class RequestDesk:
                 )
             self._approve(conn, row, actor, "approved by a privacy officer", outbox)
 
-        self._commit(run)
+        self._commit(run, request_id)
         return self.get(request_id)
 
     def _approve(
@@ -672,7 +694,7 @@ class RequestDesk:
                 raise RequestError(409, "Cannot execute", "request: no executor is configured")
             self.queue_execution(conn, view_of(row), actor)
 
-        self._commit(run)
+        self._commit(run, request_id)
         return self.get(request_id)
 
     def extend(self, request_id: str, months: int, reason: str, actor: str) -> RequestView:
@@ -712,7 +734,7 @@ class RequestDesk:
                     f"{self.status_url(row.id)}\n",
                 )
 
-        self._commit(run)
+        self._commit(run, request_id)
         return self.get(request_id)
 
     def reject(self, request_id: str, reason: str, actor: str) -> RequestView:
@@ -737,7 +759,7 @@ class RequestDesk:
                     "You may lodge a complaint with a supervisory authority.\n",
                 )
 
-        self._commit(run)
+        self._commit(run, request_id)
         return self.get(request_id)
 
     def forget(self, keep: dt.timedelta, limit: int = 500) -> int:

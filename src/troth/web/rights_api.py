@@ -205,6 +205,7 @@ def rights_router(services: Services) -> APIRouter:
             purposes=purposes(),
             fields=rectifiable(),
             error=None,
+            recorded=False,
         )
 
     @router.post("/privacy/requests", summary="Submit a data subject request", status_code=202)
@@ -237,6 +238,7 @@ def rights_router(services: Services) -> APIRouter:
                 purposes=purposes(),
                 fields=rectifiable(),
                 error=str(exc),
+                recorded=exc.status == 503,
             )
         status_url = f"/privacy/requests/{view.id}"
         if not as_json:
