@@ -64,6 +64,11 @@ def test_extensions_are_recorded_capped_at_two_months_and_overdue_is_flagged(lif
     assert "by 2026-03-28" in life.last_mail(EMAIL)
     assert "Records archived off-site" in life.last_mail(EMAIL)
 
+    clock.now = dt.datetime(2026, 3, 1, tzinfo=dt.UTC)  # past the first month
+    with pytest.raises(RequestError, match=r"within the first month \(by 2026-02-28") as late:
+        desk.extend(view.id, 1, "Forgot to say", "user:1")
+    assert late.value.status == 409
+
     clock.now = dt.datetime(2026, 3, 22, tzinfo=dt.UTC)
     work = desk.workload()
     assert (work.open, work.due_soon, work.overdue) == (1, 1, 0)

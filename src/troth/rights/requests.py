@@ -712,6 +712,13 @@ class RequestDesk:
             if row.state not in OPEN_STATES:
                 raise RequestError(409, "Cannot extend", f"request: it is {row.state}")
             received = _aware(row.received_at)
+            if self.today() > row.due:
+                raise RequestError(
+                    409,
+                    "Too late to extend",
+                    f"months: an extension must be decided, and the person told, within the "
+                    f"first month (by {row.due.isoformat()}; GDPR Art. 12(3))",
+                )
             current = row.extended_due or row.due
             new_due = add_months(current, months)
             limit = due_date(received, MAX_EXTENSION_MONTHS)
