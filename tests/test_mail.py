@@ -532,11 +532,22 @@ def test_api_tags_by_the_recorded_consent(api: tuple[TestClient, dict[str, str]]
         headers=auth(keys["service"]),
     )
     assert r.json()["tracked"] is True
-    assert (Parsed(r.json()["html"]).hrefs[0] or "").startswith("https://mail.example.net/t/l/")
+    href = Parsed(r.json()["html"]).hrefs[0] or ""
+    assert href.startswith("https://mail.example.net/t/l/")
     [pixel] = [
         i["src"] or "" for i in Parsed(r.json()["html"]).images if "/t/p/" in (i["src"] or "")
     ]
-    assert parse_qs(urlsplit(pixel).query)["j"] == ["us_ca"]
+    # Both tokens carry the jurisdiction the e-mail was tagged under, signed: a click and an
+    # open are judged as the tagging was. No unsigned "j" parameter is needed any more.
+    query = parse_qs(urlsplit(pixel).query)
+    assert "j" not in query
+    assert services.links.verify(query["m"][0]).jurisdiction == "us_ca"
+    link = services.links.verify(href.removeprefix("https://mail.example.net/t/l/"))
+    assert link.jurisdiction == "us_ca"
+    # Tagged under the default jurisdiction, the tokens carry none (judged by the default).
+    r = client.post("/api/mail/tag", json=mail(ALICE), headers=auth(keys["service"]))
+    alice_link = (Parsed(r.json()["html"]).hrefs[0] or "").removeprefix("http://testserver/t/l/")
+    assert services.links.verify(alice_link).jurisdiction is None
 
 
 def test_api_needs_a_key_with_vault_use(api: tuple[TestClient, dict[str, str]]):

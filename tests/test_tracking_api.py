@@ -11,6 +11,9 @@ buffered; ``flush`` waits for them with a barrier hit instead of sleeping.
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import json
 import secrets
 import struct
@@ -169,12 +172,12 @@ SIGNALS: dict[str, tuple[str, dict[str, str]]] = {
 # (consent, signals) -> outcome for page_pixel (analytics, counted without consent), ad_pixel
 # (advertising), email_open_pixel (analytics), analytics_sdk (analytics, durable) and
 # email_click_link (analytics, a click through /t/l). DNT is a refusal of everything that
-# needs consent. A tracking link carries no jurisdiction, so a click is judged under the
-# policy's default (eu, opt-in): undecided clicks are dropped even for us_ca recipients.
+# needs consent. The open token and the tracking link carry the recipient's jurisdiction,
+# signed, as `troth mail tag` makes them: a click is judged exactly as the open is.
 EXPECTED: dict[tuple[str, str], tuple[str, str, str, str, str]] = {
     ("none", "eu"): (A, D, D, D, D),
-    ("none", "us_ca"): (F, F, F, F, D),
-    ("none", "gpc"): (F, D, F, F, D),
+    ("none", "us_ca"): (F, F, F, F, F),
+    ("none", "gpc"): (F, D, F, F, F),
     ("none", "dnt_eu"): (A, D, D, D, D),
     ("none", "dnt_us"): (A, D, D, D, D),
     ("given", "eu"): (F, F, F, F, F),
@@ -236,11 +239,15 @@ def test_consent_matrix(site: Site) -> None:
             assert r.status_code == 200, r.text
             gifs.add(r.content)
         token = site.links.sign(
-            OPEN_URL, tech="email_open_pixel", campaign=campaign, recipient=site.subject_hash(vid)
+            OPEN_URL,
+            tech="email_open_pixel",
+            campaign=campaign,
+            recipient=site.subject_hash(vid),
+            jurisdiction=jurisdiction,
         )
         r = site.client.get(
             "/t/p/email_open_pixel.gif",
-            params={"k": "open", "c": campaign, "m": token, "j": jurisdiction},
+            params={"k": "open", "c": campaign, "m": token},
             headers=headers,
         )
         assert r.status_code == 200, r.text
@@ -251,6 +258,7 @@ def test_consent_matrix(site: Site) -> None:
             tech="email_click_link",
             campaign=campaign,
             recipient=site.subject_hash(vid),
+            jurisdiction=jurisdiction,
         )
         r = site.client.get(f"/t/l/{link}", headers=headers, follow_redirects=False)
         assert r.status_code == 302, r.text
@@ -458,6 +466,81 @@ def test_no_altered_expired_or_foreign_link_ever_redirects(site: Site) -> None:
         with pytest.raises(TrackingError):
             site.links.sign(url, tech="email_click_link", campaign="")
 
+    site.flush()
+    assert site.stored() == before
+
+
+def test_a_click_is_judged_under_the_jurisdiction_signed_into_its_link(site: Site) -> None:
+    """An undecided recipient in us_ca (opt-out): their clicks are kept when the link says
+    us_ca; a link made before links carried a jurisdiction still leads on, judged under the
+    default (eu, opt-in): dropped. The open pixel follows its signed jurisdiction over an
+    unsigned ``j``; an old open token without one still takes ``j``."""
+    vid = new_visitor()
+    recipient = site.subject_hash(vid)
+    run = uuid.uuid4().hex[:8]
+
+    def click(campaign: str, **claims: Any) -> None:
+        token = site.links.sign(
+            DESTINATION, tech="email_click_link", campaign=campaign, recipient=recipient, **claims
+        )
+        r = site.client.get(f"/t/l/{token}", follow_redirects=False)
+        assert r.status_code == 302, r.text
+        assert r.headers["location"] == DESTINATION
+
+    def open_(campaign: str, j: str | None = None, **claims: Any) -> None:
+        token = site.links.sign(
+            OPEN_URL, tech="email_open_pixel", campaign=campaign, recipient=recipient, **claims
+        )
+        params = {"k": "open", "c": campaign, "m": token, **({"j": j} if j else {})}
+        r = site.client.get("/t/p/email_open_pixel.gif", params=params)
+        assert r.status_code == 200
+        assert r.content[:6] == b"GIF89a"
+
+    click(f"j-{run}-signed", jurisdiction="us_ca")
+    click(f"j-{run}-old")
+    click(f"j-{run}-eu", jurisdiction="eu")
+    click(f"j-{run}-gone", jurisdiction="atlantis")  # no longer declared: the default
+    open_(f"j-{run}-open-signed", jurisdiction="us_ca")
+    open_(f"j-{run}-open-old", j="us_ca")
+    open_(f"j-{run}-open-overridden", j="us_ca", jurisdiction="eu")
+    site.flush()
+    kept = {e["campaign"].removeprefix(f"j-{run}-") for e in site.events(f"j-{run}-")}
+    assert kept == {"signed", "open-signed", "open-old"}
+    for e in site.events(f"j-{run}-"):
+        assert e["visitor"] == "s:" + recipient[:40]
+    assert {a["campaign"].removeprefix(f"j-{run}-") for a in site.aggregates(f"j-{run}-")} == (kept)
+
+
+def test_a_tampered_jurisdiction_fails_the_signature(site: Site) -> None:
+    campaign = f"jt-{uuid.uuid4().hex[:8]}"
+    recipient = site.subject_hash(new_visitor())
+    key = (site.keys / "tracking-links.key").read_bytes()
+    site.flush()
+    before = site.stored()
+    for url, tech in ((DESTINATION, "email_click_link"), (OPEN_URL, "email_open_pixel")):
+        token = site.links.sign(
+            url, tech=tech, campaign=campaign, recipient=recipient, jurisdiction="eu"
+        )
+        body, mac = token.split(".")
+        claims = json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
+        assert claims["j"] == "eu"
+        for changed in ({**claims, "j": "us_ca"}, {k: v for k, v in claims.items() if k != "j"}):
+            forged = b64(json.dumps(changed, separators=(",", ":")).encode()) + "." + mac
+            if tech == "email_click_link":
+                r = site.client.get(f"/t/l/{forged}", follow_redirects=False)
+                assert_problem(r, 400, "signature")
+            else:
+                r = site.client.get(
+                    "/t/p/email_open_pixel.gif", params={"k": "open", "c": campaign, "m": forged}
+                )
+                assert r.status_code == 200
+                assert r.content[:6] == b"GIF89a"
+        # Correctly signed, but the claim is not a string: not a tracking link.
+        odd = b64(json.dumps({**claims, "j": ["us_ca"]}, separators=(",", ":")).encode())
+        odd_mac = b64(hmac.new(key, odd.encode(), hashlib.sha256).digest())
+        if tech == "email_click_link":
+            r = site.client.get(f"/t/l/{odd}.{odd_mac}", follow_redirects=False)
+            assert_problem(r, 400, "not a tracking link")
     site.flush()
     assert site.stored() == before
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import json
 import os
 
 import pytest
@@ -14,6 +15,7 @@ from troth.audit.log import AuditLog
 from troth.errors import TrackingError
 from troth.keyring.kek import LocalKEK
 from troth.keyring.keys import Keyring
+from troth.keyring.signing import b64, unb64
 from troth.policy.lint import lint
 from troth.store.batch import BatchWriter
 from troth.store.engine import make_engine
@@ -62,6 +64,23 @@ def test_links_round_trip_and_refuse_tampering():
     for url in ("javascript:alert(1)", "//evil.example/", "/relative", "ftp://x.example/"):
         with pytest.raises(TrackingError, match="only http"):
             signer.sign(url, tech="t", campaign="c")
+
+
+def test_links_carry_a_signed_jurisdiction_and_old_links_have_none():
+    signer = LinkSigner(b"k" * 32)
+    token = signer.sign(
+        "https://example.net/", tech="email_click_link", campaign="nov", jurisdiction="us_ca"
+    )
+    assert signer.verify(token).jurisdiction == "us_ca"
+    old = signer.sign("https://example.net/", tech="email_click_link", campaign="nov")
+    assert signer.verify(old).jurisdiction is None
+    assert '"j"' not in unb64(old.split(".")[0]).decode()  # made exactly as before the claim
+    body, mac = token.split(".")
+    claims = json.loads(unb64(body))
+    for changed in ({**claims, "j": "eu"}, {k: v for k, v in claims.items() if k != "j"}):
+        forged = b64(json.dumps(changed, separators=(",", ":")).encode())
+        with pytest.raises(TrackingError, match="altered"):
+            signer.verify(f"{forged}.{mac}")
 
 
 @pytest.mark.parametrize(

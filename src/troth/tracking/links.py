@@ -1,5 +1,10 @@
 """Tracking links: the destination travels signed (HMAC-SHA256) and expires, so the redirect
-can never be pointed anywhere else — a missing, altered or expired signature is refused."""
+can never be pointed anywhere else — a missing, altered or expired signature is refused.
+
+A token may also carry the recipient's jurisdiction (claim ``j``), so that a click or an
+open is judged under the same consent rules as the e-mail was tagged under; it is signed
+like every other claim. Tokens made before the claim existed have none: their hits are
+judged under the policy's default jurisdiction."""
 
 from __future__ import annotations
 
@@ -25,6 +30,7 @@ class LinkClaims:
     campaign: str
     recipient: str  # keyed hash of the recipient, or "" for a clean link
     expires: int
+    jurisdiction: str | None = None  # the recipient's, as the e-mail was tagged; None: default
 
 
 class LinkSigner:
@@ -32,17 +38,28 @@ class LinkSigner:
         self._key = key
 
     def sign(
-        self, url: str, *, tech: str, campaign: str, recipient: str = "", ttl: int = 90 * 86400
+        self,
+        url: str,
+        *,
+        tech: str,
+        campaign: str,
+        recipient: str = "",
+        ttl: int = 90 * 86400,
+        jurisdiction: str | None = None,
     ) -> str:
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.netloc:
             raise TrackingError(f"url: only http(s) links can be tracked, not {url[:60]!r}")
-        body = b64(
-            json.dumps(
-                {"u": url, "t": tech, "c": campaign, "r": recipient, "e": int(time.time()) + ttl},
-                separators=(",", ":"),
-            ).encode()
-        )
+        claims: dict[str, str | int] = {
+            "u": url,
+            "t": tech,
+            "c": campaign,
+            "r": recipient,
+            "e": int(time.time()) + ttl,
+        }
+        if jurisdiction is not None:
+            claims["j"] = jurisdiction
+        body = b64(json.dumps(claims, separators=(",", ":")).encode())
         return f"{body}.{self._mac(body)}"
 
     def verify(self, token: str) -> LinkClaims:
@@ -53,10 +70,18 @@ class LinkSigner:
             raise TrackingError("token: the signature does not match; the link was altered")
         try:
             data = json.loads(unb64(body))
+            jurisdiction = data.get("j")
+            if jurisdiction is not None and not isinstance(jurisdiction, str):
+                raise TypeError("j")
             claims = LinkClaims(
-                str(data["u"]), str(data["t"]), str(data["c"]), str(data["r"]), int(data["e"])
+                str(data["u"]),
+                str(data["t"]),
+                str(data["c"]),
+                str(data["r"]),
+                int(data["e"]),
+                jurisdiction,
             )
-        except (ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError, AttributeError):
             raise TrackingError("token: not a tracking link") from None
         if claims.expires < time.time():
             raise TrackingError("token: this tracking link has expired")

@@ -2,7 +2,9 @@
 
 For a recipient whose consent covers the policy's e-mail technologies, every ``http(s)``
 link becomes a signed tracking link (``{base}/t/l/{token}``) and an open pixel is added
-(``{base}/t/p/{pixel}.gif?k=open&c={campaign}&m={token}``). Everyone else gets the e-mail
+(``{base}/t/p/{pixel}.gif?k=open&c={campaign}&m={token}``); every token carries the
+recipient's jurisdiction, signed, so that their clicks and opens are judged under the
+rules the e-mail was tagged under. Everyone else gets the e-mail
 with clean links: no pixel, and the usual tracking parameters (``utm_*``, ``gclid``, ...)
 removed from the links while every other parameter stays, in order.
 
@@ -340,7 +342,12 @@ def _render(
         new: str | None
         if track_links and techs.link is not None:
             token = links.sign(
-                link.url, tech=techs.link.id, campaign=campaign, recipient=subject_hash, ttl=ttl
+                link.url,
+                tech=techs.link.id,
+                campaign=campaign,
+                recipient=subject_hash,
+                ttl=ttl,
+                jurisdiction=jurisdiction,
             )
             # An overlong URL makes a token the redirect would refuse: keep the plain link.
             new = f"{base}/t/l/{token}" if len(token) <= MAX_TOKEN else None
@@ -356,11 +363,14 @@ def _render(
     )
     if pixel and techs.pixel is not None:
         token = links.sign(
-            OPEN_URL, tech=techs.pixel.id, campaign=campaign, recipient=subject_hash, ttl=ttl
+            OPEN_URL,
+            tech=techs.pixel.id,
+            campaign=campaign,
+            recipient=subject_hash,
+            ttl=ttl,
+            jurisdiction=jurisdiction,
         )
         src = f"{base}/t/p/{quote(techs.pixel.id)}.gif?k=open&c={campaign}&m={quote(token)}"
-        if jurisdiction is not None:  # the pixel then judges consent by the same rules
-            src += f"&j={quote(jurisdiction)}"
         tag = f'<img src={_attribute(src)} width="1" height="1" alt="" style="display:none">'
         edits.append((doc.pixel_at, doc.pixel_at, tag))
         edits.sort(key=lambda e: e[0])
@@ -392,8 +402,9 @@ def tag_email(
     ledger's keyed hash (it also rejects a malformed recipient reference). TrackingError
     for a bad campaign or base URL, a policy without e-mail technologies or an HTML over
     :data:`MAX_HTML_BYTES`; ConsentError for a malformed recipient. ``jurisdiction``: the
-    one ``allowed`` was judged under, passed on to the open pixel (``&j=``) so that its hit
-    is judged the same way (None: the policy's default)."""
+    one ``allowed`` was judged under, signed into the tokens of the tracking links and the
+    open pixel so that a click and an open are judged the same way (None: the policy's
+    default)."""
     return tag_batch(
         html,
         recipients=[recipient],

@@ -5,6 +5,8 @@ the consent the ledger holds and the browser's signals (``Sec-GPC``, ``DNT``); w
 is only what that decision allows. The pixel always answers the same GIF, so its answer
 never tells anyone what a person consented to. A tracking link redirects only to the
 destination its signature covers; there is no parameter that could point it elsewhere.
+A click, and an open with a recipient token, is judged under the jurisdiction signed into
+the token (the recipient's, as the e-mail was tagged), else under the policy's default.
 """
 
 from __future__ import annotations
@@ -204,7 +206,7 @@ def tracking_router() -> APIRouter:
             return problem(
                 404, "No such tracking pixel", "id: not a pixel or web beacon of this policy"
             )
-        campaign, subject_hash = c, None
+        campaign, subject_hash, jurisdiction = c, None, j
         if m is not None:
             try:
                 claims = _verify(tracker, m)
@@ -214,11 +216,13 @@ def tracking_router() -> APIRouter:
                 return gif()
             campaign = _CONTROL.sub("", claims.campaign)[:64]
             subject_hash = claims.recipient or None
+            if claims.jurisdiction is not None:  # signed: wins over an unsigned ``j``
+                jurisdiction = claims.jurisdiction
         person = _person(
             request,
             tracker,
             visitor=_cookie_visitor(request),
-            jurisdiction=j,
+            jurisdiction=jurisdiction,
             subject_hash=subject_hash,
         )
         try:
@@ -335,7 +339,7 @@ def tracking_router() -> APIRouter:
                 request,
                 tracker,
                 visitor=_cookie_visitor(request),
-                jurisdiction=None,
+                jurisdiction=claims.jurisdiction,  # None for links made before the claim
                 subject_hash=claims.recipient or None,
             )
             try:
