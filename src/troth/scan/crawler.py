@@ -80,8 +80,8 @@ class ScanOptions:
     accept_selector: str = TROTH_ACCEPT
     map_hosts: tuple[tuple[str, str], ...] = ()
     page_timeout: float = 15.0  # seconds per page load
-    settle: float = 0.25  # seconds without network activity that end a page's visit
-    concurrency: int = 3  # pages loaded at once in each pass
+    settle: float = 0.15  # seconds without network activity that end a page's visit
+    concurrency: int = 4  # pages loaded at once in each pass
     screenshots: bool = True
     chromium: Path = field(default=CHROMIUM)
 
@@ -247,25 +247,41 @@ class _Pass:
         if links is None:
             return
         await self._snapshot_cookies(context)
-        seen = {self.start}
-        frontier = deque(links)
-        while frontier and len(self.visited) < self.options.pages:
-            batch: list[str] = []
-            room = min(len(pages), self.options.pages - len(self.visited))
-            while frontier and len(batch) < room:
+        order = {self.start: 0}  # discovery order: the order pages are reported in
+        frontier: deque[str] = deque()
+
+        def discovered(urls: list[str]) -> None:
+            for u in urls:
+                if u not in order:
+                    order[u] = len(order)
+                    frontier.append(u)
+
+        discovered(links)
+        claimed = 1
+        busy = 0
+
+        async def worker(page: Page, activity: _Activity) -> None:
+            # Each worker takes the next page as soon as it is free (breadth first overall).
+            nonlocal claimed, busy
+            while claimed < self.options.pages:
+                if not frontier:
+                    if busy == 0:
+                        return
+                    await asyncio.sleep(0.01)
+                    continue
                 url = frontier.popleft()
-                if url not in seen:
-                    seen.add(url)
-                    batch.append(url)
-            if not batch:
-                break
-            found = await asyncio.gather(
-                *(self._visit(pages[i], activities[i], url) for i, url in enumerate(batch))
-            )
-            self.visited.extend(batch)
-            await self._snapshot_cookies(context)
-            for more in found:
-                frontier.extend(u for u in more or () if u not in seen)
+                claimed += 1
+                busy += 1
+                try:
+                    more = await self._visit(page, activity, url)
+                    self.visited.append(url)
+                    await self._snapshot_cookies(context)
+                    discovered(more or [])
+                finally:
+                    busy -= 1
+
+        await asyncio.gather(*(worker(p, a) for p, a in zip(pages, activities, strict=True)))
+        self.visited.sort(key=lambda u: order.get(u, 0))
 
     async def _visit(
         self, page: Page, activity: _Activity, url: str, *, first: bool = False
