@@ -189,6 +189,7 @@ class SqlConnector:
         self._types: dict[str, dict[str, Any]] = {}
         self._sql: dict[tuple[Any, ...], str] = {}
         self._unique: dict[tuple[str, str], set[str]] = {}
+        self._ints: dict[tuple[str, str], bool] = {}
         self._local = threading.local()
         quote = self.engine.dialect.identifier_preparer.quote
         self._q: Callable[[str], str] = quote
@@ -265,15 +266,14 @@ class SqlConnector:
         return column in self._unique[key]
 
     def _wants_int(self, table: str, name: str) -> bool:
-        key = ("int", table, name)
-        if key not in self._sql:
+        key = (table, name)
+        if key not in self._ints:
             info = self._columns(table).get(name)
             try:
-                wants = info is not None and info["type"].python_type is int
+                self._ints[key] = info is not None and info["type"].python_type is int
             except NotImplementedError:
-                wants = False
-            self._sql[key] = "1" if wants else ""
-        return bool(self._sql[key])
+                self._ints[key] = False
+        return self._ints[key]
 
     def _coerce(self, table: str, name: str, values: Sequence[Any]) -> list[Any]:
         """Identities arrive as text; an integer column is asked for integers."""

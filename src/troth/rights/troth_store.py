@@ -24,7 +24,13 @@ from troth.policy.datasets import DatasetField, DatasetTable, Datastore
 from troth.rights.connectors import TrothParts, register
 from troth.rights.types import Key, Row, StorePlan
 from troth.store.engine import reading, writing
-from troth.store.tables import consent_current, consent_events, tracking_events, vault_values
+from troth.store.tables import (
+    consent_current,
+    consent_events,
+    subject_keys,
+    tracking_events,
+    vault_values,
+)
 from troth.store.tables_transfers import disclosures
 from troth.transfers.disclosures import forget_subject
 
@@ -90,12 +96,22 @@ class TrothConnector:
                 ],
                 [],
             ),
+            # "entry": the subject and the category, unique across the subjects asked for
             DatasetTable(
                 "vault_values",
-                "category",
+                "entry",
                 "delete",
                 None,
-                [*subjects, DatasetField("updated_at", None)],
+                [*subjects, DatasetField("category", None), DatasetField("updated_at", None)],
+                [],
+            ),
+            # the data key: shredded by the vault's erasure; a key left is an erasure not done
+            DatasetTable(
+                "subject_keys",
+                "entry",
+                "delete",
+                None,
+                [*subjects, DatasetField("created_at", None)],
                 [],
             ),
         ]
@@ -157,7 +173,17 @@ class TrothConnector:
                     vault_values.c.subject_hash, vault_values.c.category, vault_values.c.updated_at
                 ).where(vault_values.c.subject_hash.in_(hashes))
                 for r in conn.execute(query).mappings():
-                    rows.append(self._row(dict(r), subjects, r["subject_hash"]))
+                    row = self._row(dict(r), subjects, r["subject_hash"])
+                    row["entry"] = f"{subjects[r['subject_hash']][1]}/{r['category']}"
+                    rows.append(row)
+            elif table.name == "subject_keys":
+                query = select(subject_keys.c.subject_hash, subject_keys.c.created_at).where(
+                    subject_keys.c.subject_hash.in_(hashes)
+                )
+                for r in conn.execute(query).mappings():
+                    row = self._row(dict(r), subjects, r["subject_hash"])
+                    row["entry"] = subjects[r["subject_hash"]][1]
+                    rows.append(row)
         return rows
 
     @staticmethod
@@ -198,7 +224,8 @@ class TrothConnector:
                     keys = tracking.delete[start : start + 500]
                     conn.execute(delete(tracking_events).where(tracking_events.c.id.in_(keys)))
         vault = by_name.get("vault_values")
-        if vault is not None and vault.held:
+        key = by_name.get("subject_keys")
+        if (vault is not None and vault.held) or (key is not None and key.held):
             return
         for subject in subjects:
             try:
