@@ -45,6 +45,12 @@ def requests_stored(life: Lifecycle) -> int:
         (b'{"kind": "objection", "email": "%s", "scope": "../etc"}', 422, "scope: "),
         (b'{"kind": "rectification", "email": "%s"}', 422, "corrections: "),
         (b'{"kind": "access", "email": "%s", "corrections": {"x": "y"}}', 422, "corrections.x"),
+        (
+            b'{"kind": "rectification", "email": "%s",'
+            b' "corrections": {"lumen.accounts.email": "new@example.org"}}',
+            422,
+            "corrections.lumen.accounts.email: not a declared field a request may correct",
+        ),
     ],
 )
 def test_portal_json_refusals_name_the_field_and_store_nothing(life, body, status, detail):

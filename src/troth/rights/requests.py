@@ -281,8 +281,11 @@ class RequestDesk:
         self.clock = clock
         # set by the executor: queues a request's jobs inside the caller's transaction
         self.queue_execution: Callable[[Connection, RequestView, str], None] | None = None
-        # set by the executor: the identity kinds the dataset annotations declare
+        # set by the executor from the dataset annotations: the identity kinds declared,
+        # the kinds whose values are troth subjects (vault, consent), the correctable fields
         self.identity_kinds: Callable[[], Sequence[str] | None] | None = None
+        self.subject_kinds: Callable[[], Sequence[str]] = lambda: ("account_id",)
+        self.correctable: Callable[[], Sequence[str] | None] | None = None
 
     # --- reading ---------------------------------------------------------------------------
 
@@ -383,7 +386,12 @@ class RequestDesk:
                 request_id=row.id, at=now, step=step, actor=actor, note=note
             )
         )
-        subject = row.subject_hash if isinstance(row, Row) else self._subject_of(conn, row.id)
+        subject: str | None
+        if row.kind == "erasure" and row.state == "completed":
+            # the person is erased: a pseudonym now would need a new data key for them
+            subject = None
+        else:
+            subject = row.subject_hash if isinstance(row, Row) else self._subject_of(conn, row.id)
         self.audit.append(
             conn,
             [
@@ -461,7 +469,12 @@ class RequestDesk:
         return emails[0] if emails else None
 
     def subject_hash_for(self, identities: Mapping[str, Sequence[str]]) -> str:
-        accounts = [a for a in identities.get("account_id", []) if SUBJECT_PATTERN.match(a)]
+        accounts = [
+            a
+            for kind in self.subject_kinds()
+            for a in identities.get(kind, [])
+            if SUBJECT_PATTERN.match(a)
+        ]
         if accounts:
             return self._account_hash(accounts[0])
         kind = sorted(identities)[0]
@@ -504,6 +517,15 @@ class RequestDesk:
             raise RequestError(
                 422, "Invalid request", "corrections: say which data to correct, and to what"
             )
+        allowed = self.correctable() if self.correctable else None
+        for target in corrections or {}:
+            if allowed is not None and target not in allowed:
+                raise RequestError(
+                    422,
+                    "Invalid request",
+                    f"corrections.{target}: not a declared field a request may correct "
+                    "(store.table.field; identities, keys and references cannot be)",
+                )
         request_id = uuid.uuid4().hex
         now = self.clock()
         sealed = self.sealer.seal(

@@ -167,10 +167,15 @@ class Executor:
                     out.append((f"{store.id}.{table.name}.{f.name}", label))
         return out
 
-    def _subject_kinds(self) -> list[str]:
+    def subject_kinds(self) -> list[str]:
+        """Identity kinds whose values are troth subjects (the 'troth' datastore's)."""
         if self.datasets_path is None:
             return ["account_id"]
-        kinds = [k for s in self.datasets().datastores if s.kind == "troth" for k in s.subjects]
+        try:
+            datasets = self.datasets()
+        except RequestError:
+            return ["account_id"]
+        kinds = [k for s in datasets.datastores if s.kind == "troth" for k in s.subjects]
         return kinds or ["account_id"]
 
     def subjects(self, identities: Mapping[str, Sequence[str]]) -> list[str]:
@@ -178,7 +183,7 @@ class Executor:
         return sorted(
             {
                 v
-                for kind in self._subject_kinds()
+                for kind in self.subject_kinds()
                 for v in identities.get(kind, ())
                 if SUBJECT_PATTERN.match(v)
             }

@@ -158,5 +158,13 @@ def open_rights(
         except RequestError:  # annotations unusable: execution says why, not submission
             return None
 
+    def correctable() -> list[str] | None:
+        try:
+            return [target for target, _label in executor.rectifiable()] or None
+        except RequestError:
+            return None
+
     desk.identity_kinds = identity_kinds
+    desk.subject_kinds = executor.subject_kinds
+    desk.correctable = correctable
     return Rights(settings, engine, audit, desk, deliveries, executor, clock)
