@@ -18,7 +18,6 @@ from __future__ import annotations
 import datetime as dt
 import os
 import socket
-import threading
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -157,7 +156,7 @@ def _error_text(exc: BaseException) -> str:
 
 
 class Worker:
-    """Claims and runs jobs. ``run_once`` is one claim; ``run`` loops until stopped."""
+    """Claims and runs jobs, one per :meth:`run_once`."""
 
     def __init__(
         self,
@@ -285,9 +284,3 @@ class Worker:
         except Exception as exc:  # any failure of the work is recorded, never lost
             self.fail(job, exc)
         return job
-
-    def run(self, stop: threading.Event, idle: float = 1.0) -> None:
-        """Work until ``stop`` is set, sleeping ``idle`` seconds when there is nothing to do."""
-        while not stop.is_set():
-            if self.run_once() is None:
-                stop.wait(idle)
