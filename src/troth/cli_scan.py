@@ -94,6 +94,7 @@ def scan(
             accept_selector=accept_selector or TROTH_ACCEPT,
             map_hosts=tuple(parse_map_host(rule) for rule in map_host or ()),
             page_timeout=timeout,
+            screenshots=fmt is ReportFormat.html,  # only the HTML report shows them
         )
         with typer.progressbar(
             length=2 * pages, label="scanning", file=sys.stderr, show_pos=True
@@ -101,7 +102,6 @@ def scan(
             report: ScanReport = scan_site(
                 url, options, loaded, progress=lambda _phase, _url: bar.update(1)
             )
-            bar.update(2 * pages)
     except TrothError as exc:
         raise _fail(str(exc)) from None
     if fmt is ReportFormat.json:

@@ -22,7 +22,13 @@ GIF = (
     b"GIF89a\x01\x00\x01\x00\x80\x00\x00\x00\x00\x00\xff\xff\xff!\xf9\x04\x01\x00\x00\x00\x00"
     b",\x00\x00\x00\x00\x01\x00\x01\x00\x00\x02\x02D\x01\x00;"
 )
-PAGES = {"/": "index.html", "/about.html": "about.html", "/contact.html": "contact.html"}
+PAGES = {
+    "/": "index.html",
+    "/about.html": "about.html",
+    "/contact.html": "contact.html",
+    "/hang.html": "hang.html",  # linked from nowhere: only scanned on purpose
+    "/hang-later.html": "hang-later.html",
+}
 
 
 class _Server(ThreadingHTTPServer):

@@ -108,3 +108,28 @@ def test_bad_selector_and_unreachable_site_exit_two(site: Site) -> None:
     assert gone.returncode == 2
     assert f"http://gone.test:{port}/: cannot load: net::ERR_CONNECTION_REFUSED" in gone.stderr
     assert "Traceback" not in bad.stderr + gone.stderr
+
+
+def test_a_hanging_page_does_not_hang_the_scan(site: Site) -> None:
+    never = troth("scan", site.url + "hang.html", "--timeout", "2", *site.map_host_args())
+    assert never.returncode == 2
+    assert f"{site.url}hang.html: cannot load: Page.goto: Timeout 2000ms exceeded" in never.stderr
+    later = troth("scan", site.url + "hang-later.html", "--timeout", "2", "--format", "json",
+                  *site.map_host_args())  # fmt: skip
+    assert later.returncode == 0, later.stderr
+    problems = json.loads(later.stdout)["problems"]
+    assert f"{site.url}hang-later.html: the page does not answer; storage not read" in problems
+
+
+def test_without_a_policy_an_inventory(site: Site) -> None:
+    result = troth("scan", site.url, "--pages", "1", "--accept-selector", "#accept",
+                   "--format", "json", *site.map_host_args())  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["policy"] is None
+    assert report["findings"] == []
+    before = {c["name"] for c in report["cookies"] if c["phase"] == "before"}
+    assert before == {"sid", "visitor_fp", "_fbp"}
+    hosts = {(r["phase"], r["host"]) for r in report["requests"]}
+    assert ("before", "cdn.unknown.test") in hosts
+    assert ("after", "px.tracker.test") in hosts

@@ -16,10 +16,10 @@ import asyncio
 import re
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urldefrag, urlsplit
 
 from troth.scan.errors import ScanError
@@ -69,6 +69,7 @@ _STORAGE_KEYS = "() => [Object.keys(localStorage), Object.keys(sessionStorage)]"
 _LINKS = "els => els.map(e => e.href)"
 
 Progress = Callable[[Phase, str], None]
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
@@ -147,7 +148,12 @@ async def _crawl(
                 _Pass(browser, phase, start, options, obs, progress)
                 for phase in ("before", "after")
             ]
-            await asyncio.gather(*(p.run() for p in passes))
+            # Per-page timeouts bound each step; this bounds the whole crawl all the same.
+            limit = options.pages * options.page_timeout * 2 + 120
+            try:
+                await asyncio.wait_for(asyncio.gather(*(p.run() for p in passes)), limit)
+            except TimeoutError:
+                raise ScanError(f"the scan did not finish within {limit:.0f} seconds") from None
         finally:
             await browser.close()
 
@@ -319,8 +325,8 @@ class _Pass:
         if "html" not in content_type:
             return []
         try:
-            hrefs: list[str] = await page.eval_on_selector_all("a[href]", _LINKS)
-        except PlaywrightError:
+            hrefs: list[str] = await self._bounded(page.eval_on_selector_all("a[href]", _LINKS))
+        except (PlaywrightError, TimeoutError):
             return []
         return self._same_origin(hrefs)
 
@@ -330,7 +336,10 @@ class _Pass:
 
         selector = self.options.accept_selector
         try:
-            await page.query_selector(selector)
+            await self._bounded(page.query_selector(selector))
+        except TimeoutError:
+            self.obs.problems.append(f"{page.url}: the page does not answer; consent not given")
+            return
         except PlaywrightError:
             raise ScanError(
                 f"--accept-selector: {selector!r} is not a valid CSS selector"
@@ -353,8 +362,11 @@ class _Pass:
         from playwright.async_api import Error as PlaywrightError
 
         try:
-            local, session = await page.evaluate(_STORAGE_KEYS)
+            local, session = await self._bounded(page.evaluate(_STORAGE_KEYS))
         except PlaywrightError:  # opaque origins (about:blank, errors) have no storage
+            return
+        except TimeoutError:
+            self.obs.problems.append(f"{page.url}: the page does not answer; storage not read")
             return
         origin = _origin(page.url)
         for key in local:
@@ -366,7 +378,7 @@ class _Pass:
         if not self.recording:
             return
         now = time.time()
-        for c in await context.cookies():
+        for c in await self._bounded(context.cookies()):
             expires = float(c.get("expires", -1))
             lifetime = None if expires < 0 else max(0, round(expires - now))
             cookie = ObservedCookie(
@@ -383,6 +395,10 @@ class _Pass:
             known = self.cookies.get(key)
             if known is None or (cookie.lifetime or 0) > (known.lifetime or 0):
                 self.cookies[key] = cookie
+
+    async def _bounded(self, step: Awaitable[_T]) -> _T:
+        """A step that Playwright gives no timeout of its own (a page's script may hang)."""
+        return await asyncio.wait_for(step, self.options.page_timeout)
 
     def _same_origin(self, hrefs: list[Any]) -> list[str]:
         out: list[str] = []
