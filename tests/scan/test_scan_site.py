@@ -32,6 +32,7 @@ EXPECTED = [
     ("violation", "undeclared_host", "cdn.unknown.test"),
     ("violation", "undeclared_storage", "ab_test"),
     ("warning", "declared_not_seen", "newsletter_popup"),
+    ("warning", "host_not_seen", "stats.shop.example"),
 ]
 
 

@@ -13,7 +13,8 @@ Violations (a scan exits 1 on any):
 * ``expiry_too_long``: a cookie that lives longer than its declared expiry.
 
 Warnings: ``consent_mode_not_updated`` (Google requests after "accept all" still say storage is
-denied) and ``declared_not_seen`` (a declared web cookie or storage key the crawl never met).
+denied), ``declared_not_seen`` (a declared web cookie or storage key the crawl never met) and
+``host_not_seen`` (a host in ``recipients[].hosts`` the pages never contacted).
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ FindingKind = Literal[
     "expiry_too_long",
     "consent_mode_not_updated",
     "declared_not_seen",
+    "host_not_seen",
 ]
 _STORAGE_TYPES = ("local_storage", "session_storage")
 _MAX_DAYS = {"years": 366, "months": 31, "weeks": 7, "days": 1}
@@ -330,7 +332,26 @@ def _not_seen(obs: Observations, policy: Policy, matcher: _Matcher) -> list[Find
         tech = matcher.find(item.key, (item.kind,))
         if tech is not None:
             seen.add(tech.id)
-    return [
+    contacted = {r.host for r in obs.requests}
+    hosts = sorted(
+        {
+            (h.lower(), r.id)
+            for r in policy.recipients
+            for h in r.hosts
+            if not h.startswith(("*", "."))
+        }
+    )
+    unseen_hosts = [
+        Finding(
+            "host_not_seen",
+            "warning",
+            host,
+            f"{host} (recipient {recipient}) is declared but the pages scanned never contacted it",
+        )
+        for host, recipient in hosts
+        if host not in contacted
+    ]
+    return unseen_hosts + [
         Finding(
             "declared_not_seen",
             "warning",
