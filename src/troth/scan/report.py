@@ -144,18 +144,21 @@ figure img{width:100%;border:1px solid #ccc}
 {% endfor %}</tbody></table>{% else %}<p>No findings.</p>{% endif %}
 </section>
 <section><h2>Cookies</h2><table><thead><tr><th>name</th><th>domain</th><th>path</th>
-<th>lifetime (s)</th><th>seen</th></tr></thead><tbody>
+<th>lifetime</th><th>seen</th></tr></thead><tbody>
 {% for c in data.cookies %}<tr><td>{{ c.name }}</td><td>{{ c.domain }}</td><td>{{ c.path }}</td>
-<td>{{ c.lifetime_seconds if c.lifetime_seconds is not none else "session" }}</td>
-<td>{{ c.phase }} consent</td></tr>{% endfor %}</tbody></table></section>
+<td>{{ c.lifetime_seconds | lifetime }}</td>
+<td>{{ c.phase }} consent</td></tr>{% else %}<tr><td colspan="5">none</td></tr>{% endfor %}
+</tbody></table></section>
 <section><h2>Storage</h2><table><thead><tr><th>kind</th><th>key</th><th>origin</th><th>seen</th>
 </tr></thead><tbody>{% for s in data.storage %}<tr><td>{{ s.kind }}</td><td>{{ s.key }}</td>
-<td>{{ s.origin }}</td><td>{{ s.phase }} consent</td></tr>{% endfor %}</tbody></table></section>
+<td>{{ s.origin }}</td><td>{{ s.phase }} consent</td></tr>{% else %}<tr><td colspan="4">none</td>
+</tr>{% endfor %}</tbody></table></section>
 <section><h2>Third-party requests</h2><table><thead><tr><th>seen</th><th>host</th><th>type</th>
 <th>requests</th><th>beacon-like</th><th>Consent Mode gcs</th></tr></thead><tbody>
 {% for r in data.requests %}<tr><td>{{ r.phase }} consent</td><td>{{ r.host }}</td>
 <td>{{ r.type }}</td>
-<td>{{ r.count }}</td><td>{{ r.beacon_like }}</td><td>{{ r.gcs or "" }}</td></tr>{% endfor %}
+<td>{{ r.count }}</td><td>{{ r.beacon_like }}</td><td>{{ r.gcs or "" }}</td></tr>
+{% else %}<tr><td colspan="6">none</td></tr>{% endfor %}
 </tbody></table></section>
 <section><h2>Pages</h2>{% for phase, urls in data.pages.items() %}<h3>{{ phase }} consent</h3>
 <ul>{% for u in urls %}<li>{{ u }}</li>{% endfor %}</ul>{% endfor %}</section>
@@ -166,6 +169,19 @@ figure img{width:100%;border:1px solid #ccc}
 """
 
 _ENV = Environment(autoescape=select_autoescape(default=True, default_for_string=True))
+
+
+def _lifetime(seconds: int | None) -> str:
+    if seconds is None:
+        return "session"
+    if seconds >= 86400:
+        return f"{seconds / 86400:.0f} days"
+    if seconds >= 3600:
+        return f"{seconds / 3600:.0f} hours"
+    return f"{seconds} seconds"
+
+
+_ENV.filters["lifetime"] = _lifetime
 
 
 def render_html(report: ScanReport) -> str:
