@@ -221,7 +221,7 @@ class _Pass:
 
     async def run(self) -> None:
         context = await self.browser.new_context(
-            viewport={"width": 1280, "height": 800}, service_workers="block"
+            viewport={"width": 1280, "height": 720}, service_workers="block"
         )
         context.set_default_timeout(self.options.page_timeout * 1000)
         context.on("request", self._on_request)
