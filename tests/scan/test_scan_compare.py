@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import pytest
+import yaml
 
 from troth.policy.model import Policy
 from troth.scan.classify import iso_duration
@@ -134,3 +135,31 @@ def test_helpers() -> None:
     assert iso_duration(730 * DAY) == "P2Y"
     assert iso_duration(90 * DAY - 1) == "P90D"
     assert iso_duration(5) == "P1D"
+
+
+def test_every_suggestion_parses_and_declares_what_it_names(policy: Policy) -> None:
+    """Snippets for a category the policy has no technology of yet (security, by the Open
+    Cookie Database), an unknown cookie, a third-party cookie and a new recipient."""
+    obs = observed(
+        cookies=[
+            cookie("__AntiXsrfToken", None, "before"),
+            cookie("mystery", 5 * DAY),
+            ObservedCookie("trk", ".ads.partner.example", "/", 365 * DAY, "after"),
+        ],
+        requests=[
+            ObservedRequest.from_url("https://cdn.other.example/x.js", "script", "GET", "after")
+        ],
+    )
+    found = [f for f in compare(obs, policy) if f.suggestion]
+    assert [f.subject for f in found] == ["__AntiXsrfToken", "mystery", "trk", "cdn.other.example"]
+    data = policy.model_dump(mode="python")
+    for finding in found:
+        for section, entries in yaml.safe_load(finding.suggestion).items():
+            data[section].extend(entries)
+    fixed = Policy.model_validate(data)
+    left = [(f.kind, f.subject) for f in compare(obs, fixed) if f.kind.startswith("undeclared")]
+    assert left == []
+    security = next(t for t in fixed.tracking if t.name == "__AntiXsrfToken")
+    assert (security.category, security.purposes) == ("security", ["provide_service"])
+    trk = next(t for t in fixed.tracking if t.name == "trk")
+    assert (trk.party, trk.domain, str(trk.expiry)) == ("third", "ads.partner.example", "P1Y")

@@ -27,7 +27,7 @@ from typing import Literal
 
 from troth.policy.model import Policy, TrackingTechnology
 from troth.policy.types import Duration
-from troth.scan.classify import Classification, classify_cookie, iso_duration, yaml_id
+from troth.scan.classify import Classification, classify_cookie
 from troth.scan.observations import (
     Observations,
     ObservedCookie,
@@ -36,6 +36,7 @@ from troth.scan.observations import (
     is_first_party,
     is_google_host,
 )
+from troth.scan.suggest import cookie_snippet, host_snippet, storage_snippet
 
 __all__ = ["Finding", "FindingKind", "Severity", "compare", "gcs_denies_storage"]
 
@@ -165,7 +166,7 @@ def _cookies(obs: Observations, policy: Policy, matcher: _Matcher) -> list[Findi
                     f"cookie {where} is not declared in the policy"
                     f" ({_lifetime_text(lifetime)}, set {'before' if before else 'after'} consent"
                     f"{known})",
-                    _cookie_snippet(policy, name, host, first_party, lifetime, cls),
+                    cookie_snippet(policy, name, host, first_party, lifetime, cls),
                     cls,
                 )
             )
@@ -229,7 +230,7 @@ def _storage(obs: Observations, policy: Policy, matcher: _Matcher) -> list[Findi
                     key,
                     f"{label} key {key!r} is not declared in the policy"
                     f" (written {'before' if before else 'after'} consent)",
-                    _storage_snippet(policy, kind, key, cls),
+                    storage_snippet(policy, kind, key, cls),
                     cls,
                 )
             )
@@ -279,7 +280,7 @@ def _hosts(obs: Observations, policy: Policy) -> list[Finding]:
                     host,
                     f"third party {host} was contacted ({_request_summary(requests)}) "
                     "but no recipient lists it in recipients[].hosts",
-                    _host_snippet(policy, host, techs),
+                    host_snippet(policy, host, techs),
                 )
             )
         categories = {t.category for t in techs}
@@ -362,96 +363,3 @@ def _not_seen(obs: Observations, policy: Policy, matcher: _Matcher) -> list[Find
         for tech in matcher.techs
         if tech.type in ("cookie", *_STORAGE_TYPES) and tech.id not in seen
     ]
-
-
-# --- suggested YAML ------------------------------------------------------------------------
-
-
-def _purposes_for(policy: Policy, category: str) -> str:
-    for tech in policy.tracking:
-        if tech.category == category:
-            return ", ".join(tech.purposes)
-    return policy.purposes[0].id + "  # check: the purpose this serves"
-
-
-def _cookie_snippet(
-    policy: Policy,
-    name: str,
-    host: str,
-    first_party: bool,
-    lifetime: int | None,
-    cls: Classification | None,
-) -> str:
-    category = cls.category if cls else "analytics  # check: unknown cookie, choose its category"
-    lines = [
-        "tracking:",
-        f"  - id: {yaml_id(name)}",
-        "    type: cookie",
-        f"    name: {_yaml_str(name)}",
-        f"    party: {'first' if first_party else 'third'}",
-        f"    category: {category}",
-        f"    expiry: {'session' if lifetime is None else iso_duration(lifetime)}",
-    ]
-    if not first_party:
-        lines.append(f"    domain: {_yaml_str(host)}")
-    lines += [
-        f"    purposes: [{_purposes_for(policy, cls.category if cls else 'analytics')}]",
-        f"    description: {_yaml_str(_describe(cls))}",
-    ]
-    return "\n".join(lines)
-
-
-def _storage_snippet(policy: Policy, kind: str, key: str, cls: Classification | None) -> str:
-    category = cls.category if cls else "preferences  # check: choose its category"
-    return "\n".join(
-        [
-            "tracking:",
-            f"  - id: {yaml_id(key)}",
-            f"    type: {kind}",
-            f"    name: {_yaml_str(key)}",
-            "    party: first",
-            f"    category: {category}",
-            f"    purposes: [{_purposes_for(policy, cls.category if cls else 'preferences')}]",
-            f"    description: {_yaml_str(_describe(cls))}",
-        ]
-    )
-
-
-def _describe(cls: Classification | None) -> str:
-    if cls is None:
-        return "TODO: what it stores and why"
-    return f"Set by {cls.platform} ({cls.source_category.lower()}). TODO: why we use it"
-
-
-def _host_snippet(policy: Policy, host: str, techs: list[TrackingTechnology]) -> str:
-    vendors = sorted({t.vendor for t in techs if t.vendor})
-    if vendors:
-        return f"# add to recipients[{vendors[0]}].hosts:\n    hosts: [{_yaml_str(host)}]"
-    return "\n".join(
-        [
-            "recipients:",
-            f"  - id: {yaml_id(host)}",
-            f"    name: {_yaml_str(host)}  # check: the company behind it",
-            "    type: service_provider",
-            "    role: processor",
-            "    description: TODO what they do for us",
-            "    countries: [US]  # check: where they process data",
-            f"    purposes: [{policy.purposes[0].id}]  # check",
-            f"    hosts: [{_yaml_str(host)}]",
-        ]
-    )
-
-
-def _yaml_str(value: str) -> str:
-    if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.\-]*", value) and value.lower() not in (
-        "true",
-        "false",
-        "yes",
-        "no",
-        "on",
-        "off",
-        "null",
-    ):
-        return value
-    escaped = value.replace("\\", "\\\\").replace('"', '\\"')
-    return f'"{escaped}"'

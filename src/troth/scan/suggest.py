@@ -1,0 +1,106 @@
+"""The YAML a policy author could add for what a scan found undeclared.
+
+Values the scan cannot know (the purpose, the company behind a host, where it processes data)
+are filled with the likeliest choice and marked ``# check``; every snippet parses as YAML and,
+added to the policy, declares what was found.
+"""
+
+from __future__ import annotations
+
+import re
+
+from troth.policy.model import Policy, TrackingTechnology
+from troth.scan.classify import Classification, iso_duration, yaml_id
+
+__all__ = ["cookie_snippet", "host_snippet", "storage_snippet"]
+
+
+def _purposes_for(policy: Policy, category: str) -> str:
+    """``purposes: [...]`` for a technology of ``category``: those of a declared one like it."""
+    for tech in policy.tracking:
+        if tech.category == category:
+            return f"purposes: [{', '.join(tech.purposes)}]"
+    return f"purposes: [{policy.purposes[0].id}]  # check: the purpose this serves"
+
+
+def cookie_snippet(
+    policy: Policy,
+    name: str,
+    host: str,
+    first_party: bool,
+    lifetime: int | None,
+    cls: Classification | None,
+) -> str:
+    category = cls.category if cls else "analytics  # check: unknown cookie, choose its category"
+    lines = [
+        "tracking:",
+        f"  - id: {yaml_id(name)}",
+        "    type: cookie",
+        f"    name: {_yaml_str(name)}",
+        f"    party: {'first' if first_party else 'third'}",
+        f"    category: {category}",
+        f"    expiry: {'session' if lifetime is None else iso_duration(lifetime)}",
+    ]
+    if not first_party:
+        lines.append(f"    domain: {_yaml_str(host)}")
+    lines += [
+        f"    {_purposes_for(policy, cls.category if cls else 'analytics')}",
+        f"    description: {_yaml_str(_describe(cls))}",
+    ]
+    return "\n".join(lines)
+
+
+def storage_snippet(policy: Policy, kind: str, key: str, cls: Classification | None) -> str:
+    category = cls.category if cls else "preferences  # check: choose its category"
+    return "\n".join(
+        [
+            "tracking:",
+            f"  - id: {yaml_id(key)}",
+            f"    type: {kind}",
+            f"    name: {_yaml_str(key)}",
+            "    party: first",
+            f"    category: {category}",
+            f"    {_purposes_for(policy, cls.category if cls else 'preferences')}",
+            f"    description: {_yaml_str(_describe(cls))}",
+        ]
+    )
+
+
+def _describe(cls: Classification | None) -> str:
+    if cls is None:
+        return "TODO: what it stores and why"
+    return f"Set by {cls.platform} ({cls.source_category.lower()}). TODO: why we use it"
+
+
+def host_snippet(policy: Policy, host: str, techs: list[TrackingTechnology]) -> str:
+    vendors = sorted({t.vendor for t in techs if t.vendor})
+    if vendors:
+        return f"# add to recipients[{vendors[0]}].hosts:\n    hosts: [{_yaml_str(host)}]"
+    return "\n".join(
+        [
+            "recipients:",
+            f"  - id: {yaml_id(host)}",
+            f"    name: {_yaml_str(host)}  # check: the company behind it",
+            "    type: service_provider",
+            "    role: processor",
+            "    description: TODO what they do for us",
+            "    countries: [US]  # check: where they process data",
+            f"    purposes: [{policy.purposes[0].id}]  # check",
+            f"    hosts: [{_yaml_str(host)}]",
+        ]
+    )
+
+
+def _yaml_str(value: str) -> str:
+    if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.\-]*", value) and value.lower() not in (
+        "true",
+        "false",
+        "yes",
+        "no",
+        "on",
+        "off",
+        "null",
+    ):
+        return value
+    escaped = value.replace("\\", "\\\\").replace('"', '\\"')
+    return f'"{escaped}"'
