@@ -31,89 +31,24 @@ _CARD_CHARS = re.compile(r"^[0-9][0-9 -]*[0-9]$")
 _IBAN = re.compile(r"^[A-Z]{2}[0-9]{2}[A-Z0-9]{11,30}$")
 _NAME_WORD = re.compile(r"^[^\W\d_]+(?:[-'’.][^\W\d_]*)*$")
 
-_NAME_COLUMNS = frozenset(
-    [
-        "first_name",
-        "firstname",
-        "last_name",
-        "lastname",
-        "surname",
-        "given_name",
-        "givenname",
-        "family_name",
-        "familyname",
-        "full_name",
-        "fullname",
-        "middle_name",
-        "maiden_name",
-        "display_name",
-        "contact_name",
-        "customer_name",
-        "person_name",
-        "holder_name",
-        "cardholder_name",
-        "account_holder",
-        "recipient_name",
-        "sender_name",
-        "billing_name",
-        "shipping_name",
-    ]
-)
-_PERSON_TABLES = frozenset(
-    [
-        "user",
-        "users",
-        "customer",
-        "customers",
-        "person",
-        "persons",
-        "people",
-        "contact",
-        "contacts",
-        "member",
-        "members",
-        "employee",
-        "employees",
-        "account",
-        "accounts",
-        "subscriber",
-        "subscribers",
-        "patient",
-        "patients",
-        "student",
-        "students",
-        "prospect",
-        "prospects",
-        "lead",
-        "leads",
-        "client",
-        "clients",
-        "guest",
-        "guests",
-    ]
-)
-_TEXT_COLUMNS = frozenset(
-    [
-        "note",
-        "notes",
-        "comment",
-        "comments",
-        "message",
-        "messages",
-        "body",
-        "remark",
-        "remarks",
-        "feedback",
-        "bio",
-        "memo",
-        "text",
-        "content",
-        "details",
-        "free_text",
-        "freetext",
-        "description",
-    ]
-)
+_NAME_COLUMNS = frozenset((
+    "first_name", "firstname", "last_name", "lastname", "surname", "given_name", "givenname",
+    "family_name", "familyname", "full_name", "fullname", "middle_name", "maiden_name",
+    "display_name", "contact_name", "customer_name", "person_name", "holder_name",
+    "cardholder_name", "account_holder", "recipient_name", "sender_name", "billing_name",
+    "shipping_name",
+))  # fmt: skip
+_PERSON_TABLES = frozenset((
+    "user", "users", "customer", "customers", "person", "persons", "people", "contact",
+    "contacts", "member", "members", "employee", "employees", "account", "accounts",
+    "subscriber", "subscribers", "patient", "patients", "student", "students", "prospect",
+    "prospects", "lead", "leads", "client", "clients", "guest", "guests",
+))  # fmt: skip
+_TEXT_COLUMNS = frozenset((
+    "note", "notes", "comment", "comments", "message", "messages", "body", "remark", "remarks",
+    "feedback", "bio", "memo", "text", "content", "details", "free_text", "freetext",
+    "description",
+))  # fmt: skip
 
 
 def luhn_valid(digits: str) -> bool:
