@@ -110,7 +110,7 @@ class Lifecycle:
         return str(body.get_content())
 
     def code(self, to: str) -> str:
-        match = re.search(r"Your code: (\d{4}) (\d{4})", self.last_mail(to))
+        match = re.search(r"(?:Your|Ihr) code: (\d{4}) (\d{4})", self.last_mail(to), re.I)
         assert match, self.last_mail(to)
         return match.group(1) + match.group(2)
 

@@ -245,3 +245,28 @@ def test_the_portal_offers_the_declared_fields_for_a_correction(life):
     r = life.client.post(f"{status_url}/verify", json={"code": code})
     assert r.json()["state"] == "verified"  # corrections wait for an officer
     assert "Alex Beispiel" not in life.dump()  # the new value is sealed too
+
+
+def test_the_portal_pages_and_mails_speak_the_requesters_language(life):
+    page = life.client.get("/privacy/requests", headers={"Accept-Language": "de-DE,de;q=0.9"})
+    assert page.headers["content-language"] == "de"
+    assert "<h1>Ihre Datenschutzrechte</h1>" in page.text
+    assert '<input type="hidden" name="language" value="de">' in page.text
+    assert "Your privacy rights" in life.client.get("/privacy/requests?lang=en").text
+    r = life.client.post(
+        "/privacy/requests",
+        data={"kind": "erasure", "email": ALEX["email"], "language": "de"},
+        follow_redirects=False,
+    )
+    status_url = r.headers["location"]
+    status = life.client.get(status_url)
+    assert "<h1>Ihr Löschantrag</h1>" in status.text
+    assert "wartet auf Ihren Code" in status.text
+    mail = life.last_mail(ALEX["email"])
+    assert "Ihr Code: " in mail
+    assert "(Löschantrag)" in mail
+    # a wrong code is said on the page, in the page's language, with the field named
+    r = life.client.post(f"{status_url}/verify", data={"code": "x"})
+    assert r.status_code == 422
+    assert "code: wrong; 4 attempts left" in r.text
+    assert "Bestätigen Sie, dass Sie es sind" in r.text

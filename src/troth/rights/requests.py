@@ -36,6 +36,7 @@ from troth.rights.requests_deadlines import (
     due_date,
 )
 from troth.rights.requests_errors import RequestError
+from troth.rights.requests_texts import texts
 from troth.store.engine import reading, writing
 from troth.store.tables_rights import rights_codes, rights_requests, rights_steps
 
@@ -457,6 +458,23 @@ class RequestDesk:
                 ) from None
         return result
 
+    def mail(
+        self,
+        outbox: Outbox,
+        to: str,
+        language: str,
+        name: str,
+        kind: str,
+        **fields: Any,
+    ) -> None:
+        """Queue the e-mail ``name`` (see :mod:`troth.rights.requests_texts`) in the
+        requester's language."""
+        t = texts(language)
+        values = {"service": self.config.service, "kind": t[f"name.{kind}"], **fields}
+        outbox.add(
+            to, t[f"mail.{name}.subject"].format(**values), t[f"mail.{name}.body"].format(**values)
+        )
+
     def deliver(self, outbox: Outbox) -> None:
         for to, subject, body in outbox.messages:
             self.mailer.send(to, subject, body)
@@ -578,14 +596,15 @@ class RequestDesk:
                 update(rights_codes).where(rights_codes.c.request_id == row.id).values(**values)
             )
         self.step(conn, row, "code_sent", "troth", f"verification code {sent} e-mailed")
-        outbox.add(
+        self.mail(
+            outbox,
             email,
-            f"Your code for your privacy request to {self.config.service}",
-            f"Someone, hopefully you, asked {self.config.service} to act on the personal data "
-            f"held about this e-mail address ({row.kind} request).\n\n"
-            f"Your code: {code[:4]} {code[4:]}\n\n"
-            f"Enter it at {self.status_url(row.id)} within {minutes} minutes. If you did not "
-            "ask for this, ignore this e-mail: nothing happens without the code.\n",
+            row.language,
+            "code",
+            row.kind,
+            code=f"{code[:4]} {code[4:]}",
+            url=self.status_url(row.id),
+            minutes=minutes,
         )
 
     def resend_code(self, request_id: str) -> RequestView:
@@ -755,12 +774,15 @@ class RequestDesk:
             self.step(conn, row, "extended", actor, f"deadline now {new_due.isoformat()}: {reason}")
             email = self._email_of(conn, row.id)
             if email:
-                outbox.add(
+                self.mail(
+                    outbox,
                     email,
-                    f"Your privacy request to {self.config.service} needs more time",
-                    f"We need more time to answer your {row.kind} request. We will answer by "
-                    f"{new_due.isoformat()}.\n\nWhy: {reason}\n\nStatus: "
-                    f"{self.status_url(row.id)}\n",
+                    row.language,
+                    "extended",
+                    row.kind,
+                    day=new_due.isoformat(),
+                    reason=reason,
+                    url=self.status_url(row.id),
                 )
 
         self._commit(run, request_id)
@@ -781,12 +803,7 @@ class RequestDesk:
             self.step(conn, row, "rejected", actor, reason)
             email = self._email_of(conn, row.id)
             if email:
-                outbox.add(
-                    email,
-                    f"Your privacy request to {self.config.service}",
-                    f"We cannot act on your {row.kind} request.\n\nWhy: {reason}\n\n"
-                    "You may lodge a complaint with a supervisory authority.\n",
-                )
+                self.mail(outbox, email, row.language, "rejected", row.kind, reason=reason)
 
         self._commit(run, request_id)
         return self.get(request_id)

@@ -35,6 +35,7 @@ from troth.rights.engine import Discovery, RightsEngine
 from troth.rights.jobs import Job, Outcome, enqueue, jobs_of, requeue_failed
 from troth.rights.requests import Outbox, RequestDesk, RequestView, view_of
 from troth.rights.requests_errors import RequestError
+from troth.rights.requests_texts import texts
 from troth.store.tables_rights import rights_jobs, rights_requests
 from troth.vault.vault import LimitKind, Vault
 
@@ -379,12 +380,8 @@ class Executor:
             result["package"] = "link e-mailed" if email else "no e-mail address to send it to"
             if email:
                 hours = int(self.deliveries.ttl.total_seconds() // 3600)
-                outbox.add(
-                    email,
-                    f"Your data from {self.desk.config.service}",
-                    f"Your {view.kind} request is done. Download your data (a ZIP file with "
-                    f"JSON and CSV files and a README) here:\n\n{link}\n\nThe link works once, "
-                    f"for {hours} hours.\n",
+                self.desk.mail(
+                    outbox, email, view.language, "package", view.kind, link=link, hours=hours
                 )
         if view.kind == "erasure":
             found = self._found_in(conn, view.id)
@@ -412,11 +409,20 @@ class Executor:
             # the request's own pseudonym in the audit log becomes unlinkable too
             self.desk.audit.keyring.shred(conn, row.subject_hash)
         if email and view.kind not in ("access", "portability"):
-            outbox.add(
+            t = texts(view.language)
+            said = (
+                t["note.held"].format(reasons="; ".join(h["reason"] for h in result["holds"]))
+                if result.get("holds")
+                else t["note.done"]
+            )
+            self.desk.mail(
+                outbox,
                 email,
-                f"Your privacy request to {self.desk.config.service} is done",
-                f"We have carried out your {view.kind} request.\n\n{note}\n\nStatus: "
-                f"{self.desk.status_url(view.id)}\n",
+                view.language,
+                "done",
+                view.kind,
+                note=said,
+                url=self.desk.status_url(view.id),
             )
 
     def _found_in(self, conn: Connection, request_id: str) -> dict[str, list[str]]:

@@ -25,9 +25,11 @@ from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescap
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from troth.errors import TrothError
+from troth.policy.types import text_for
 from troth.rights.requests import KINDS, RequestView
 from troth.rights.requests_errors import RequestError
 from troth.rights.requests_service import Rights, open_rights
+from troth.rights.requests_texts import texts
 from troth.web.admin_pages import NO_STORE, render_admin
 from troth.web.auth_deps import Principal, require
 from troth.web.problems import RateLimiter, client_key, problem
@@ -157,11 +159,9 @@ def rights_router(services: Services) -> APIRouter:
         lstrip_blocks=True,
     )
 
-    def purposes() -> list[tuple[str, str]]:
-        from troth.policy.types import text_for
-
-        lang = policy.default_language
-        return [(p.id, text_for(p.title, lang, lang) or p.id) for p in policy.purposes]
+    def purposes(lang: str) -> list[tuple[str, str]]:
+        default = policy.default_language
+        return [(p.id, text_for(p.title, lang, default) or p.id) for p in policy.purposes]
 
     def rectifiable() -> list[tuple[str, str]]:
         try:
@@ -169,11 +169,12 @@ def rights_router(services: Services) -> APIRouter:
         except RequestError:
             return []
 
-    def page(template: str, status: int = 200, **context: Any) -> HTMLResponse:
+    def page(template: str, lang: str, status: int = 200, **context: Any) -> HTMLResponse:
         body = env.get_template(template).render(
-            service=policy.service, lang=policy.default_language, **context
+            service=policy.service, lang=lang, t=texts(lang), **context
         )
-        return HTMLResponse(body, status_code=status, headers=NO_STORE)
+        headers = {**NO_STORE, "Content-Language": lang, "Vary": "Accept-Language"}
+        return HTMLResponse(body, status_code=status, headers=headers)
 
     def error(exc: RequestError) -> JSONResponse:
         return problem(exc.status, exc.title, str(exc))
@@ -183,6 +184,30 @@ def rights_router(services: Services) -> APIRouter:
 
     def language(asked: str | None) -> str:
         return asked if asked in policy.languages else policy.default_language
+
+    def page_language(request: Request, fallback: str | None = None) -> str:
+        """``?lang=``, else the browser's first language the policy has, else ``fallback``."""
+        asked = request.query_params.get("lang")
+        if asked in policy.languages:
+            return str(asked)
+        if fallback is None:
+            for part in request.headers.get("accept-language", "").split(",")[:20]:
+                tag = part.split(";")[0].strip().split("-")[0].lower()
+                if tag in policy.languages:
+                    return tag
+        return fallback or policy.default_language
+
+    def portal_page(lang: str, status: int = 200, error: str | None = None) -> HTMLResponse:
+        return page(
+            "rights_portal.html.j2",
+            lang,
+            status,
+            kinds=KINDS,
+            purposes=purposes(lang),
+            fields=rectifiable(),
+            error=error,
+            recorded=status == 503,
+        )
 
     def limited(request: Request) -> Response | None:
         wait = limiter.take(client_key(request))
@@ -198,15 +223,8 @@ def rights_router(services: Services) -> APIRouter:
     # --- the public portal -------------------------------------------------------------------
 
     @router.get("/privacy/requests", response_class=HTMLResponse, summary="Request portal")
-    def portal() -> HTMLResponse:
-        return page(
-            "rights_portal.html.j2",
-            kinds=KINDS,
-            purposes=purposes(),
-            fields=rectifiable(),
-            error=None,
-            recorded=False,
-        )
+    def portal(request: Request) -> HTMLResponse:
+        return portal_page(page_language(request))
 
     @router.post("/privacy/requests", summary="Submit a data subject request", status_code=202)
     async def submit(request: Request) -> Response:
@@ -214,6 +232,7 @@ def rights_router(services: Services) -> APIRouter:
         if refused is not None:
             return refused
         as_json = True
+        data: dict[str, Any] = {}
         try:
             data, as_json = await _fields(request)
             body = _parse(PortalIn, data if as_json else _form_to_portal(data))
@@ -231,15 +250,7 @@ def rights_router(services: Services) -> APIRouter:
         except RequestError as exc:
             if as_json:
                 return error(exc)
-            return page(
-                "rights_portal.html.j2",
-                exc.status,
-                kinds=KINDS,
-                purposes=purposes(),
-                fields=rectifiable(),
-                error=str(exc),
-                recorded=exc.status == 503,
-            )
+            return portal_page(language(data.get("language")), exc.status, str(exc))
         status_url = f"/privacy/requests/{view.id}"
         if not as_json:
             return RedirectResponse(status_url, status_code=303, headers=NO_STORE)
@@ -253,14 +264,18 @@ def rights_router(services: Services) -> APIRouter:
     def wants_json(request: Request) -> bool:
         return "application/json" in request.headers.get("accept", "")
 
-    def status_page(view: RequestView, status: int = 200, error: str | None = None) -> Response:
+    def status_page(
+        request: Request, view: RequestView, status: int = 200, error: str | None = None
+    ) -> Response:
+        lang = page_language(request, view.language)
         return page(
             "rights_status.html.j2",
+            lang,
             status,
             item=view,
             today=desk.today(),
             error=error,
-            purposes=dict(purposes()),
+            purposes=dict(purposes(lang)),
         )
 
     def public_dict(view: RequestView) -> dict[str, Any]:
@@ -277,7 +292,7 @@ def rights_router(services: Services) -> APIRouter:
             return error(exc)
         if wants_json(request):
             return JSONResponse(public_dict(view), headers=NO_STORE)
-        return status_page(view)
+        return status_page(request, view)
 
     async def requester_action(
         request: Request, request_id: str, action: Callable[[dict[str, Any]], RequestView]
@@ -296,7 +311,7 @@ def rights_router(services: Services) -> APIRouter:
                 view = await call(lambda: desk.get(request_id, steps=False))
             except RequestError:
                 return error(exc)
-            return status_page(view, exc.status, str(exc))
+            return status_page(request, view, exc.status, str(exc))
         if as_json:
             return JSONResponse(public_dict(view), headers=NO_STORE)
         return RedirectResponse(f"/privacy/requests/{view.id}", status_code=303, headers=NO_STORE)
