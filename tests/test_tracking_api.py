@@ -19,6 +19,7 @@ import secrets
 import struct
 import time
 import uuid
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,15 +27,20 @@ from typing import Any
 
 import httpx
 import pytest
+from fastapi import FastAPI
 from sqlalchemy import Engine, MetaData, create_engine, select
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from conftest import SEED, Server, new_postgres_database, running_server
+from troth.config import Settings
 from troth.errors import TrackingError
 from troth.keyring.signing import b64
 from troth.keyring.subjects import SubjectHasher
-from troth.policy.loader import LoadedPolicy
+from troth.policy.loader import LoadedPolicy, load_policy
 from troth.store.tables import tracking_aggregates, tracking_events
 from troth.tracking.links import LinkSigner
+from troth.web.app import create_app
+from troth.web.tracking_api import PIXEL, tracking_router
 
 PROBLEM = "application/problem+json"
 TIMEOUT = httpx.Timeout(10.0, connect=5.0)
@@ -659,3 +665,116 @@ def test_a_valid_batch_is_decided_event_by_event(site: Site) -> None:
     assert [
         (a["tech_id"], a["kind"], a["consent"], a["count"]) for a in site.aggregates(campaign)
     ] == [("page_pixel", "event", "none", 1)]
+
+
+# --- rate limits per client network -------------------------------------------------------
+
+with warnings.catch_warnings():
+    # starlette asks for `httpx2`; the dev environment has httpx (the test client works).
+    warnings.simplefilter("ignore")
+    from fastapi.testclient import TestClient
+
+
+def limited_app(db_url: str, work: Path, rate_per_minute: int) -> FastAPI:
+    """The tracking endpoints with a low limit, on the services and tracker create_app builds
+    and with its lifespan (which runs the writer and the recorder's flushing)."""
+    full = create_app(
+        load_policy(SEED).policy,
+        Settings(
+            database_url=db_url,
+            keys_dir=work / "keys",
+            audit_heads=work / "audit" / "heads.jsonl",
+            erasures=work / "audit" / "erasures.jsonl",
+        ),
+    )
+    app = FastAPI(lifespan=full.router.lifespan_context)
+    app.state.services = full.state.services
+    app.state.tracker = full.state.tracker
+    app.include_router(tracking_router(rate_per_minute=rate_per_minute))
+    return app
+
+
+def from_address(app: ASGIApp) -> ASGIApp:
+    """The app, seeing each request come from the address in its X-Test-Client header (as
+    it would from that client's network), so that one in-process client can be many."""
+
+    async def wrapped(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            for name, value in scope["headers"]:
+                if name == b"x-test-client":
+                    scope = {**scope, "client": (value.decode(), 50000)}
+        await app(scope, receive, send)
+
+    return wrapped
+
+
+@dataclass
+class As:
+    client: TestClient
+    address: str
+
+    def get(self, url: str) -> httpx.Response:
+        return self.client.get(url, headers={"X-Test-Client": self.address})
+
+    def post(self, url: str, **kwargs: Any) -> httpx.Response:
+        return self.client.post(url, headers={"X-Test-Client": self.address}, **kwargs)
+
+
+def test_event_and_pixel_rates_are_limited_per_client_network(db_url: str, tmp_path: Path):
+    engine = create_engine(db_url)
+    app = limited_app(db_url, tmp_path, rate_per_minute=1)
+    # us_ca, no signal: analytics allowed, so every accepted event is stored in full.
+    event = {"events": [{**GOOD_EVENT, "campaign": "rl"}], "jurisdiction": "us_ca"}
+
+    def stored(tech: str) -> tuple[int, int]:
+        with engine.connect() as conn:
+            events = conn.execute(
+                select(tracking_events.c.id).where(tracking_events.c.tech_id == tech)
+            ).all()
+            counts = conn.execute(
+                select(tracking_aggregates.c.count).where(tracking_aggregates.c.tech_id == tech)
+            ).all()
+        return len(events), sum(c for (c,) in counts)
+
+    try:
+        with TestClient(from_address(app)) as client:
+            first = As(client, "203.0.113.7")
+            same_network = As(client, "203.0.113.200")
+            other = As(client, "198.51.100.7")
+            v6 = As(client, "2001:db8:1:2::7")
+            v6_same_48 = As(client, "2001:db8:1:ffff::9")
+            for i in range(10):
+                client = first if i % 2 else same_network  # one /24, one budget
+                r = client.post("/t/e", json=event)
+                assert r.status_code == 202, (i, r.text)
+            assert stored("analytics_sdk") == (10, 10)
+            r = first.post("/t/e", json=event)
+            assert_problem(r, 429, "nothing was recorded")
+            assert 1 <= int(r.headers["retry-after"]) <= 60
+            assert r.headers["cache-control"] == "no-store"
+            assert_problem(same_network.post("/t/e", json=event), 429)
+            assert stored("analytics_sdk") == (10, 10)  # the refused ones left nothing
+            assert other.post("/t/e", json=event).status_code == 202  # another network
+            for _ in range(10):
+                assert v6.post("/t/e", json=event).status_code == 202
+            assert_problem(v6_same_48.post("/t/e", json=event), 429)  # the same /48
+            assert stored("analytics_sdk") == (21, 21)
+
+            # The pixel has a budget of its own; over it, the same GIF and nothing recorded.
+            gifs = set()
+            for _ in range(13):
+                r = first.get("/t/p/page_pixel.gif?c=rl&j=us_ca")
+                assert r.status_code == 200
+                assert r.headers["content-type"] == "image/gif"
+                assert r.headers["cache-control"] == "no-store"
+                gifs.add(r.content)
+            assert gifs == {PIXEL}
+            # A barrier from another network: once it is written, so is everything before it.
+            assert other.get("/t/p/ad_pixel.gif?c=barrier&j=us_ca").status_code == 200
+            deadline = time.monotonic() + 10
+            while stored("ad_pixel") == (0, 0):
+                assert time.monotonic() < deadline, "best-effort hits not written in 10 s"
+                time.sleep(0.05)
+            assert stored("page_pixel") == (10, 10)
+    finally:
+        engine.dispose()

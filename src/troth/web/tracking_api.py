@@ -32,7 +32,7 @@ from troth.tracking.links import LinkClaims
 from troth.tracking.mail import OPEN_URL
 from troth.tracking.recorder import Hit
 from troth.tracking.tracker import Request, Tracker
-from troth.web.problems import problem
+from troth.web.problems import RateLimiter, client_key, problem
 
 __all__ = ["PIXEL", "EventBatch", "tracking_router"]
 
@@ -177,8 +177,15 @@ async def _record(tracker: Tracker, hits: Sequence[tuple[Hit, bool]]) -> None:
         tracker.recorder.best_effort(best)
 
 
-def tracking_router() -> APIRouter:
+def tracking_router(rate_per_minute: int = 600) -> APIRouter:
+    """The tracking endpoints. ``rate_per_minute``: hits each client network (IPv4 /24,
+    IPv6 /48) may send to the pixel, and separately to ``/t/e``, with bursts up to half of
+    it. Over the limit ``/t/e`` answers 429 with Retry-After and records nothing; the pixel
+    still answers its GIF (a page never breaks) and records nothing. Links are not limited:
+    a click always leads on."""
     router = APIRouter(tags=["tracking"])
+    pixel_limit = RateLimiter(rate_per_minute)
+    event_limit = RateLimiter(rate_per_minute)
 
     def tracker_of(request: HttpRequest) -> Tracker:
         tracker: Tracker = request.app.state.tracker
@@ -206,6 +213,8 @@ def tracking_router() -> APIRouter:
             return problem(
                 404, "No such tracking pixel", "id: not a pixel or web beacon of this policy"
             )
+        if pixel_limit.take(client_key(request)):
+            return gif()  # over the limit: the same answer, nothing recorded
         campaign, subject_hash, jurisdiction = c, None, j
         if m is not None:
             try:
@@ -247,6 +256,15 @@ def tracking_router() -> APIRouter:
         summary="Record events (web beacons, app SDKs), each decided on its own",
     )
     async def events(request: HttpRequest, batch: EventBatch) -> Response:
+        wait = event_limit.take(client_key(request))
+        if wait:
+            return problem(
+                429,
+                "Too many requests",
+                "slow down and try again; nothing was recorded",
+                **_NO_STORE,
+                **event_limit.retry_after(wait),
+            )
         tracker = tracker_of(request)
         if (
             batch.jurisdiction is not None
