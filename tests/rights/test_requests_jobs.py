@@ -133,6 +133,24 @@ def test_a_crashed_workers_job_is_taken_over_when_its_lease_runs_out(engine, aud
     assert (job.state, job.result, job.attempts) == ("done", {"ran": again.id}, 2)
 
 
+def test_a_running_worker_renews_its_lease_and_a_lost_lease_is_not_renewed(engine, audit):
+    queue(engine, 1)
+    clock = Clock()
+    runner = Recorder()
+    slow = Worker(engine, runner, audit, owner="slow", clock=clock)
+    job = slow.claim()
+    assert job is not None
+    clock.advance(minutes=4)
+    assert slow.renew(job)  # still working: the lease runs five minutes from now
+    clock.advance(minutes=4)
+    other = Worker(engine, runner, audit, owner="other", clock=clock)
+    assert other.claim() is None
+    clock.advance(minutes=2)
+    taken = other.claim()
+    assert taken is not None
+    assert not slow.renew(job)  # gone to another worker: not taken back
+
+
 def test_failures_are_retried_with_backoff_then_kept_failed_without_personal_data(engine, audit):
     queue(engine, 1)
     clock = Clock()

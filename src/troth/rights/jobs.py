@@ -5,8 +5,9 @@ A request splits into jobs (one per datastore and operation) whose state lives i
 them. A worker *claims* a job with a lease: on PostgreSQL the claim is ``SELECT ... FOR
 UPDATE SKIP LOCKED``, so two workers never take the same job and never wait for each
 other; on SQLite the write lock taken at ``BEGIN IMMEDIATE`` serialises claims (same code
-otherwise). A job whose lease ran out while ``running`` belongs to a worker that crashed
-or hung: the next claim takes it over. Attempts are counted; after ``max_attempts`` the
+otherwise). A worker renews its lease while the job runs; a job whose lease ran out while
+``running`` belongs to a worker that crashed or hung: the next claim takes it over (the
+operations are idempotent, so a job run twice ends the same). Attempts are counted; after ``max_attempts`` the
 job is ``failed`` and waits for an officer (``troth rights execute`` retries it).
 
 Finishing a job locks its request row first, so the worker that finishes the last job of a
@@ -18,6 +19,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import socket
+import threading
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -273,14 +275,47 @@ class Worker:
                 )
             )
 
+    def renew(self, job: Job) -> bool:
+        """Extend this worker's lease on ``job``; False when it is no longer this worker's."""
+        now = self.clock()
+        with writing(self.engine).begin() as conn:
+            result = conn.execute(
+                update(rights_jobs)
+                .where(
+                    rights_jobs.c.id == job.id,
+                    rights_jobs.c.state == "running",
+                    rights_jobs.c.lease_owner == self.owner,
+                )
+                .values(lease_until=now + self.lease, updated_at=now)
+            )
+        return bool(result.rowcount)
+
+    def _keep_leased(self, job: Job, done: threading.Event) -> None:
+        """Renew the lease every third of it while the job runs (long erasures)."""
+        every = max(self.lease.total_seconds() / 3, 0.1)
+        while not done.wait(every):
+            try:
+                if not self.renew(job):
+                    return
+            except Exception:  # the database is away; the lease may lapse, the job is redone
+                return
+
     def run_once(self) -> Job | None:
         """Claim one job and run it; the job as claimed, or None when there was none."""
         job = self.claim()
         if job is None:
             return None
+        done = threading.Event()
+        keeper = threading.Thread(
+            target=self._keep_leased, args=(job, done), name="troth-rights-lease", daemon=True
+        )
+        keeper.start()
         try:
             outcome = self.runner.run(job)
             self.finish(job, outcome)
         except Exception as exc:  # any failure of the work is recorded, never lost
             self.fail(job, exc)
+        finally:
+            done.set()
+            keeper.join()
         return job
