@@ -7,8 +7,9 @@ UPDATE SKIP LOCKED``, so two workers never take the same job and never wait for 
 other; on SQLite the write lock taken at ``BEGIN IMMEDIATE`` serialises claims (same code
 otherwise). A worker renews its lease while the job runs; a job whose lease ran out while
 ``running`` belongs to a worker that crashed or hung: the next claim takes it over (the
-operations are idempotent, so a job run twice ends the same). Attempts are counted; after ``max_attempts`` the
-job is ``failed`` and waits for an officer (``troth rights execute`` retries it).
+operations are idempotent, so a job run twice ends the same). Attempts are counted;
+after ``max_attempts`` the job is ``failed`` and waits for an officer (``troth rights
+execute`` retries it).
 
 Finishing a job locks its request row first, so the worker that finishes the last job of a
 request, and only that one, settles the request (next phase, package, completion).
