@@ -164,6 +164,13 @@ def test_officers_see_requests_by_deadline_and_decide_with_csrf_forms(life):
     assert r.status_code == 409
     assert "request: it is completed" in r.text
 
+    # a correction is no erasure: there is nothing to prove
+    r = life.client.post(
+        f"/admin/requests/{late.id}/verify-erasure", headers=officer, data={"csrf": csrf}
+    )
+    assert r.status_code == 409
+    assert "request: it is not an erasure request" in r.text
+
     agent, agent_csrf = session(life, "support_agent")
     assert life.client.get(f"/admin/requests/{late.id}", headers=agent).status_code == 200
     r = life.client.post(

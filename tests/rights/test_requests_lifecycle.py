@@ -155,6 +155,19 @@ def test_an_account_erasure_waits_for_an_officer_keeps_what_a_hold_covers_and_is
     assert life.lumen("SELECT email FROM prospects WHERE email = :e", e=ALEX["email"]) == []
     assert life.lumen("SELECT id FROM subscriptions WHERE account_id = 1") != []
 
+    # proof over the API (officers), and from another process (below)
+    r = life.client.post(f"/api/rights/requests/{request_id}/verify-erasure", headers=officer)
+    assert r.status_code == 200
+    proof = r.json()
+    assert proof["proven"] is True
+    assert proof["kept"]["lumen.subscriptions"] == 1
+    assert proof["reasons"]["lumen.subscriptions"] == ["legal hold: Tax audit 2026 (case 17)"]
+    r = life.client.post(f"/api/rights/requests/{request_id}/verify-erasure", headers=agent)
+    assert r.status_code == 403
+    page = life.client.post(f"/admin/requests/{request_id}/verify-erasure", headers=officer)
+    assert page.status_code == 200
+    assert '<span class="ok">Proven</span>: no row remains' in page.text
+
     # proof, from another process: no row remains that erasure should have changed; the
     # rows kept are listed apart with their reasons
     env = {

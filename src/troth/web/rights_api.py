@@ -443,6 +443,28 @@ def rights_router(services: Services) -> APIRouter:
             summary=f"{name.capitalize()} a request",
         )
 
+    def check_erasure(request_id: str, who: Principal) -> dict[str, Any]:
+        found = rights.executor.verify_erasure(request_id, _actor(who))
+        return {
+            "proven": found.proven,
+            "remaining": found.remaining,
+            "kept": found.kept,
+            "reasons": found.reasons,
+        }
+
+    @router.post(
+        "/api/rights/requests/{request_id}/verify-erasure",
+        summary="Re-query every declared store: rows left after an erasure",
+    )
+    async def api_verify_erasure(
+        request_id: str, who: Annotated[Principal, Depends(require("requests.manage"))]
+    ) -> Response:
+        try:
+            report = await call(lambda: check_erasure(request_id, who))
+        except RequestError as exc:
+            return error(exc)
+        return JSONResponse(report, headers=NO_STORE)
+
     # --- the admin pages ----------------------------------------------------------------------
 
     @router.get("/admin/requests", response_class=HTMLResponse, include_in_schema=False)
@@ -474,6 +496,7 @@ def rights_router(services: Services) -> APIRouter:
         request_id: str,
         status: int = 200,
         error_text: str | None = None,
+        proof: dict[str, Any] | None = None,
     ) -> Response:
         try:
             view = await call(lambda: desk.get(request_id))
@@ -497,7 +520,26 @@ def rights_router(services: Services) -> APIRouter:
             holds=await call(holds),
             jobs=await call(lambda: desk.jobs(request_id)),
             error=error_text,
+            proof=proof,
         )
+
+    @router.post(
+        "/admin/requests/{request_id}/verify-erasure",
+        response_class=HTMLResponse,
+        include_in_schema=False,
+    )
+    async def admin_verify_erasure(
+        request: Request,
+        request_id: str,
+        principal: Annotated[Principal, Depends(require("requests.manage"))],
+    ) -> Response:
+        try:
+            report = await call(lambda: check_erasure(request_id, principal))
+        except RequestError as exc:
+            if exc.status == 404:
+                return error(exc)
+            return await admin_detail(request, principal, request_id, exc.status, str(exc))
+        return await admin_detail(request, principal, request_id, proof=report)
 
     @router.get(
         "/admin/requests/{request_id}", response_class=HTMLResponse, include_in_schema=False
