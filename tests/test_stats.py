@@ -19,6 +19,7 @@ from troth.auth.users import add_user
 from troth.config import Settings
 from troth.policy.loader import LoadedPolicy
 from troth.store.tables import tracking_aggregates
+from troth.tracking.recorder import Recorder
 from troth.web.app import create_app
 from troth.web.security import ADMIN_CSP
 from troth.web.stats_api import (
@@ -144,7 +145,26 @@ def test_stats_per_day_kind_campaign_and_consent(app, client):
             "event": {"given": 2, "none": 0},
         },
         "campaigns": ["", "autumn", "spring"],
+        "dropped": 0,
     }
+
+
+def test_stats_tell_how_many_hits_a_full_buffer_lost(app, client):
+    """Best-effort hits go through a bounded buffer; when it is full the oldest are lost,
+    and counted. A small buffer that is never flushed: 3 kept, 4 lost."""
+    old = app.state.tracker.recorder
+    app.state.tracker.recorder = Recorder(old.engine, old.writer, buffer=3)
+    headers = bearer(app, "privacy_officer")
+    assert client.get("/api/stats", headers=headers).json()["dropped"] == 0
+    for _ in range(7):  # page_pixel: counted (in aggregate) whatever the consent
+        r = client.get("/t/p/page_pixel.gif?c=full")
+        assert r.status_code == 200
+    r = client.get("/api/stats", headers=headers)
+    assert r.status_code == 200
+    assert r.json()["dropped"] == 4
+    assert r.json()["rows"] == []  # nothing was written: no flush ran
+    r = client.get("/api/stats?kind=open&campaign=none", headers=headers)
+    assert r.json()["dropped"] == 4  # whatever the filters: it is the process's count
 
 
 def test_stats_filters_by_range_campaign_and_kind(app, client):

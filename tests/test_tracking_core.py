@@ -180,6 +180,30 @@ def test_recorder_writes_events_and_counts_and_purge_enforces_retention(engine, 
     assert log.verify(engine).ok
 
 
+def test_a_full_buffer_loses_the_oldest_hits_and_counts_them(engine):
+    async def run():
+        writer = BatchWriter(engine)
+        writer.start()
+        recorder = Recorder(engine, writer, buffer=4, flush_size=1000)
+        try:
+            at = dt.datetime.now(dt.UTC)
+            recorder.best_effort(
+                [Hit("page_pixel", "view", False, at, campaign=f"c{i}") for i in range(6)]
+            )
+            assert recorder.dropped == 2
+            recorder.best_effort([Hit("page_pixel", "view", False, at, campaign="c6")])
+            assert recorder.dropped == 3
+            assert await recorder.flush() == 4
+            assert recorder.dropped == 3  # a flush loses nothing
+        finally:
+            await writer.stop()
+
+    asyncio.run(run())
+    with engine.connect() as conn:
+        kept = sorted(r.campaign for r in conn.execute(select(tracking_aggregates.c.campaign)))
+    assert kept == ["c3", "c4", "c5", "c6"]
+
+
 def test_lint_requires_a_basis_for_aggregate_counting_and_a_retention(minimal_variant):
     def edit(d):
         d["tracking"].append(

@@ -52,7 +52,7 @@ class Recorder:
         self.engine = engine
         self.writer = writer
         self._buffer: deque[Hit] = deque(maxlen=buffer)
-        self.dropped = 0
+        self.dropped = 0  # best-effort hits lost to a full buffer since this process started
         self._flush_size = flush_size
         self._flush_every = flush_every
         self._wake = asyncio.Event()
@@ -122,7 +122,9 @@ class Recorder:
             try:
                 await self.writer.submit(lambda conn: self.write(conn, hits))
             except Exception:
-                # put them back (oldest first) for the next flush; the deque stays bounded
+                # put them back (oldest first) for the next flush; the deque stays bounded, so
+                # what no longer fits (the newest) is lost, and counted
+                self.dropped += max(0, len(self._buffer) + len(hits) - (self._buffer.maxlen or 0))
                 self._buffer.extendleft(reversed(hits))
                 raise
         return len(hits)

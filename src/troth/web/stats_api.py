@@ -5,7 +5,8 @@ Both read the daily counts of ``tracking_aggregates`` (:func:`troth.tracking.sta
 visits (``view``), e-mail opens, clicks and events, per day (UTC) and campaign, split into
 hits counted with consent (``given``) and without (``none``: aggregate counts only). Both
 need the permission ``consent.report``. A range covers at most 366 days; by default the
-last 30 days up to today (UTC).
+last 30 days up to today (UTC). Both also tell how many best-effort hits the serving process
+lost to a full write buffer since it started (``dropped``): hits that are in no count.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ __all__ = [
     "Split",
     "analytics_chart",
     "analytics_report",
+    "dropped_hits",
     "parse_range",
     "stats_router",
     "summarize",
@@ -139,6 +141,7 @@ def stats_router() -> APIRouter:
             "from": first.isoformat(),
             "to": last.isoformat(),
             **summarize(rows, campaign, kind),
+            "dropped": dropped_hits(request),
         }
         return JSONResponse(body, headers=_NO_STORE)
 
@@ -189,6 +192,9 @@ class AnalyticsReport:
     campaigns: list[str]  # every campaign with hits in the range
     counts: dict[tuple[dt.date, str], Split] = field(default_factory=dict)  # (day, kind)
     lines: list[CampaignLine] = field(default_factory=list)  # busiest campaign first
+    # best-effort hits this server process lost to a full write buffer since it started
+    # (Recorder.dropped); None when not known
+    dropped: int | None = None
 
     @property
     def empty(self) -> bool:
@@ -236,9 +242,10 @@ class AnalyticsReport:
 
 
 def analytics_report(
-    engine: Engine, first: dt.date, last: dt.date, campaign: str = ""
+    engine: Engine, first: dt.date, last: dt.date, campaign: str = "", dropped: int | None = None
 ) -> AnalyticsReport:
-    """The figures of ``/admin/analytics`` for the days ``first`` to ``last``."""
+    """The figures of ``/admin/analytics`` for the days ``first`` to ``last``; ``dropped``:
+    :func:`dropped_hits` of the serving process."""
     rows = stats(engine, first, last)
     campaigns = sorted({r["campaign"] for r in rows})
     counts: dict[tuple[dt.date, str], list[int]] = defaultdict(lambda: [0, 0])
@@ -259,7 +266,16 @@ def analytics_report(
         campaigns,
         {key: Split(g, n) for key, (g, n) in counts.items()},
         lines,
+        dropped,
     )
+
+
+def dropped_hits(request: Request) -> int:
+    """Best-effort hits (pixels, link clicks) this server process could not keep because its
+    write buffer was full, since it started (:attr:`troth.tracking.recorder.Recorder.dropped`;
+    each worker process counts its own)."""
+    tracker = getattr(request.app.state, "tracker", None)
+    return int(tracker.recorder.dropped) if tracker is not None else 0
 
 
 # --- the chart: stacked bars per day, drawn here (the admin CSP allows no script) ---------
