@@ -157,8 +157,17 @@ def _engine_for(store: Datastore, url: str | None) -> Engine:
         raise StoreError(f"datastore '{store.id}': use the psycopg 3 driver (postgresql+psycopg)")
     elif backend == "mysql" and parsed.get_driver_name() != "pymysql":
         raise StoreError(f"datastore '{store.id}': use the pymysql driver (mysql+pymysql)")
-    engine = create_engine(parsed, pool_size=2, max_overflow=2, pool_recycle=1800)
     if backend == "sqlite":
+        # The driver leaves transactions to us, so an erasure's reads and writes are one
+        # transaction that holds the write lock from its start (see "begin" below).
+        engine = create_engine(
+            parsed, pool_size=2, max_overflow=2, connect_args={"isolation_level": None}
+        )
+
+        @event.listens_for(engine, "begin")
+        def _begin(conn: Any) -> None:
+            write = conn.get_execution_options().get("troth_write")
+            conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
 
         @event.listens_for(engine, "connect")
         def _pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -167,7 +176,8 @@ def _engine_for(store: Datastore, url: str | None) -> Engine:
             cursor.execute("PRAGMA busy_timeout=30000")
             cursor.close()
 
-    return engine
+        return engine
+    return create_engine(parsed, pool_size=2, max_overflow=2, pool_recycle=1800)
 
 
 def _chunks(values: Sequence[Any], size: int = BATCH) -> Iterator[Sequence[Any]]:
@@ -186,6 +196,7 @@ class SqlConnector:
     def __init__(self, datastore: Datastore, url: str | None, _troth: TrothParts | None) -> None:
         self.datastore = datastore
         self.engine = _engine_for(datastore, url)
+        self._writer = self.engine.execution_options(troth_write=True)
         self._types: dict[str, dict[str, Any]] = {}
         self._sql: dict[tuple[Any, ...], str] = {}
         self._unique: dict[tuple[str, str], set[str]] = {}
@@ -209,7 +220,7 @@ class SqlConnector:
             yield
             return
         try:
-            with self.engine.begin() if write else self.engine.connect() as conn:
+            with self._writer.begin() if write else self.engine.connect() as conn:
                 self._local.conn = conn
                 try:
                     yield
@@ -224,7 +235,7 @@ class SqlConnector:
         if conn is not None:
             yield conn
             return
-        with self.engine.begin() if write else self.engine.connect() as new:
+        with self._writer.begin() if write else self.engine.connect() as new:
             yield new
 
     # --- schema ----------------------------------------------------------------------------
