@@ -44,7 +44,10 @@ from troth.web.tracking_api import PIXEL, tracking_router
 
 PROBLEM = "application/problem+json"
 TIMEOUT = httpx.Timeout(10.0, connect=5.0)
-NO_RATE_LIMIT = {"TROTH_WRITE_RATE_PER_MINUTE": "1000000"}
+NO_RATE_LIMIT = {  # the module's tests share one server and one client network
+    "TROTH_WRITE_RATE_PER_MINUTE": "1000000",
+    "TROTH_TRACKING_RATE_PER_MINUTE": "1000000",
+}
 OPEN_URL = "https://troth.invalid/open"
 PREFIX = "127.0.0.0/24"  # the test client is 127.0.0.1
 
