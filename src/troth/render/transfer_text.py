@@ -278,8 +278,8 @@ def _stated_elsewhere(reference: str, policy: Policy, r: Recipient) -> bool:
     numbers = set(re.findall(r"\d{4}/\d+", reference))
     if not numbers:
         return False
-    known = {n for d in decisions_relied_on(policy, r, policy.effective) for n in
-             re.findall(r"\d{4}/\d+", d.reference)}  # fmt: skip
+    relied = decisions_relied_on(policy, r, policy.effective)
+    known = {n for d in relied for n in re.findall(r"\d{4}/\d+", d.reference)}
     if r.transfer.mechanism == SCC:
         known.add(r.transfer.scc)
     return numbers <= known
@@ -331,8 +331,8 @@ def transfer_statements(
             _("This safeguard applies until {date}.").format(date=t.date(transfer.valid_until))
         )
     if transfer.assessed is not None:
-        out.append(
-            _("We assessed the risks of this transfer on {date} (transfer impact assessment).")
-            .format(date=t.date(transfer.assessed))
-        )  # fmt: skip
+        assessed = _(
+            "We assessed the risks of this transfer on {date} (transfer impact assessment)."
+        )
+        out.append(assessed.format(date=t.date(transfer.assessed)))
     return out
