@@ -65,8 +65,13 @@ _SKIP_SUFFIXES = (
 )  # fmt: skip
 _HOST_PATTERN = re.compile(r"^[A-Za-z0-9*][A-Za-z0-9*.-]*$")
 _ADDRESS = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.:-]*$")
-_STORAGE_KEYS = "() => [Object.keys(localStorage), Object.keys(sessionStorage)]"
-_LINKS = "els => els.map(e => e.href)"
+# One round trip per page: its storage keys (none on an opaque origin) and its links.
+_READ_PAGE = """() => {
+  let local = [], session = [];
+  try { local = Object.keys(localStorage); session = Object.keys(sessionStorage); } catch (e) {}
+  return [local, session, Array.from(document.querySelectorAll("a[href]"), a => a.href)];
+}"""
+COOKIES_EVERY = 5  # pages between two reads of the cookie jar (and once more at the end)
 
 Progress = Callable[[Phase, str], None]
 _T = TypeVar("_T")
@@ -247,9 +252,20 @@ class _Pass:
         )
 
     async def _crawl(self, context: BrowserContext) -> None:
-        pages = [await context.new_page() for _ in range(max(1, self.options.concurrency))]
-        activities = [_Activity(p) for p in pages]
-        links = await self._visit(pages[0], activities[0], self.start, first=True)
+        first = await context.new_page()
+        # the other tabs open while the start page loads
+        others = asyncio.gather(
+            *(context.new_page() for _ in range(max(1, self.options.concurrency) - 1))
+        )
+        activity = _Activity(first)
+        try:
+            links = await self._visit(first, activity, self.start, first=True)
+        except BaseException:
+            others.cancel()
+            await asyncio.gather(others, return_exceptions=True)
+            raise
+        pages = [first, *await others]
+        activities = [activity, *(_Activity(p) for p in pages[1:])]
         if links is None:
             return
         await self._snapshot_cookies(context)
@@ -281,12 +297,14 @@ class _Pass:
                 try:
                     more = await self._visit(page, activity, url)
                     self.visited.append(url)
-                    await self._snapshot_cookies(context)
+                    if len(self.visited) % COOKIES_EVERY == 0:
+                        await self._snapshot_cookies(context)
                     discovered(more or [])
                 finally:
                     busy -= 1
 
         await asyncio.gather(*(worker(p, a) for p, a in zip(pages, activities, strict=True)))
+        await self._snapshot_cookies(context)
         self.visited.sort(key=lambda u: order.get(u, 0))
 
     async def _visit(
@@ -313,7 +331,7 @@ class _Pass:
             await self._accept(page, activity)
         if first:
             self.visited.append(page.url)
-        await self._record_storage(page)
+        hrefs = await self._read_page(page)
         if first and options.screenshots:
             try:
                 png = await page.screenshot(type="png", timeout=options.page_timeout * 1000)
@@ -322,13 +340,7 @@ class _Pass:
                 self.obs.problems.append(f"{url}: no screenshot: {_first_line(exc)}")
         self._progress(url)
         content_type = (response.headers.get("content-type", "") if response else "").lower()
-        if "html" not in content_type:
-            return []
-        try:
-            hrefs: list[str] = await self._bounded(page.eval_on_selector_all("a[href]", _LINKS))
-        except (PlaywrightError, TimeoutError):
-            return []
-        return self._same_origin(hrefs)
+        return self._same_origin(hrefs) if "html" in content_type else []
 
     async def _accept(self, page: Page, activity: _Activity) -> None:
         from playwright.async_api import Error as PlaywrightError
@@ -356,23 +368,24 @@ class _Pass:
         self.obs.accepted = True
         await activity.settle(self.options.settle, min(self.options.page_timeout, SETTLE_CAP))
 
-    async def _record_storage(self, page: Page) -> None:
-        if not self.recording:
-            return
+    async def _read_page(self, page: Page) -> list[Any]:
+        """Record the page's storage keys; return its links (hrefs as the page resolved them)."""
         from playwright.async_api import Error as PlaywrightError
 
         try:
-            local, session = await self._bounded(page.evaluate(_STORAGE_KEYS))
-        except PlaywrightError:  # opaque origins (about:blank, errors) have no storage
-            return
+            local, session, hrefs = await self._bounded(page.evaluate(_READ_PAGE))
+        except PlaywrightError:  # a page that navigated away or crashed meanwhile
+            return []
         except TimeoutError:
             self.obs.problems.append(f"{page.url}: the page does not answer; storage not read")
-            return
-        origin = _origin(page.url)
-        for key in local:
-            self.storage.add(ObservedStorage("local_storage", str(key), origin, self.phase))
-        for key in session:
-            self.storage.add(ObservedStorage("session_storage", str(key), origin, self.phase))
+            return []
+        if self.recording:
+            origin = _origin(page.url)
+            for key in local:
+                self.storage.add(ObservedStorage("local_storage", str(key), origin, self.phase))
+            for key in session:
+                self.storage.add(ObservedStorage("session_storage", str(key), origin, self.phase))
+        return list(hrefs)
 
     async def _snapshot_cookies(self, context: BrowserContext) -> None:
         if not self.recording:
