@@ -121,6 +121,13 @@ class Keyring:
         key = _derive(dek, b"troth audit subject ref")
         return hmac.new(key, subject_hash.encode(), hashlib.sha256).hexdigest()
 
+    def keys_of(self, conn: Connection, subject_hashes: Sequence[str]) -> dict[str, dt.datetime]:
+        """Which of these subjects have a data key, and since when (nothing is unwrapped)."""
+        query = select(subject_keys.c.subject_hash, subject_keys.c.created_at).where(
+            subject_keys.c.subject_hash.in_(list(subject_hashes))
+        )
+        return {r.subject_hash: r.created_at for r in conn.execute(query)}
+
     def shred(self, conn: Connection, subject_hash: str) -> bool:
         """Destroy the subject's data key; returns whether there was one."""
         conn.info.get(_CACHE, {}).pop(subject_hash, None)

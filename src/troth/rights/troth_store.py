@@ -16,38 +16,25 @@ from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
-from sqlalchemy import delete, select
-
+from troth.consent.subject_records import RECORD_COLUMNS, erase_records, records_of
 from troth.errors import PolicyError, PurposeDenied, StoreError
 from troth.keyring.subjects import SUBJECT_PATTERN
 from troth.policy.datasets import DatasetField, DatasetTable, Datastore
 from troth.rights.connectors import TrothParts, register
 from troth.rights.types import Key, Row, StorePlan
 from troth.store.engine import reading, writing
-from troth.store.tables import (
-    consent_current,
-    consent_events,
-    subject_keys,
-    tracking_events,
-    vault_values,
-)
-from troth.store.tables_transfers import disclosures
-from troth.transfers.disclosures import forget_subject
+from troth.tracking.subject_events import EVENT_COLUMNS, consented_visitor, erase_events, events_of
+from troth.transfers.disclosures import DISCLOSED_COLUMNS, disclosures_of, forget_subject
 
 __all__ = ["TrothConnector"]
 
-_CONSENT = ("receipt_id", "created_at", "policy_version", "language", "method", "jurisdiction")
-_DISCLOSED = ("id", "at", "recipient", "country", "purpose", "categories", "mechanism")
+_CONSENT = RECORD_COLUMNS
+_DISCLOSED = DISCLOSED_COLUMNS
 _REGISTER = {
     "en": "Disclosures stay in the register of disclosures, no longer linked to the person.",
     "de": "Offenlegungen bleiben im Verzeichnis der Offenlegungen, ohne Bezug zur Person.",
 }
-_TRACKING = ("id", "at", "tech_id", "kind", "name", "campaign", "page", "ip_prefix")
-
-
-def _visitor(subject_hash: str) -> str:
-    """How the tracker stores a consented visitor (see troth.tracking.tracker)."""
-    return "c:" + subject_hash[:40]
+_TRACKING = EVENT_COLUMNS
 
 
 @register("troth")
@@ -146,43 +133,26 @@ class TrothConnector:
         rows: list[Row] = []
         with reading(self.engine).connect() as conn:
             if table.name == "consent_events":
-                cols = [consent_events.c[c] for c in _CONSENT] + [consent_events.c.choices]
-                query = select(*cols, consent_events.c.subject_hash).where(
-                    consent_events.c.subject_hash.in_(hashes)
-                )
-                for r in conn.execute(query).mappings():
-                    rows.append(self._row(dict(r), subjects, r["subject_hash"]))
+                for record in records_of(conn, hashes):
+                    rows.append(self._row(record, subjects, record["subject_hash"]))
             elif table.name == "tracking_events":
-                by_visitor = {_visitor(h): h for h in hashes}
-                cols = [tracking_events.c[c] for c in _TRACKING]
-                query = select(*cols, tracking_events.c.visitor).where(
-                    tracking_events.c.visitor.in_(list(by_visitor))
-                )
-                for r in conn.execute(query).mappings():
-                    out = dict(r)
-                    rows.append(self._row(out, subjects, by_visitor[out.pop("visitor")]))
+                by_visitor = {consented_visitor(h): h for h in hashes}
+                for event in events_of(conn, list(by_visitor)):
+                    rows.append(self._row(event, subjects, by_visitor[event.pop("visitor")]))
             elif table.name == "disclosures":
-                cols = [disclosures.c[c] for c in _DISCLOSED]
-                query = select(*cols, disclosures.c.subject_hash).where(
-                    disclosures.c.subject_hash.in_(hashes)
-                )
-                for r in conn.execute(query).mappings():
-                    rows.append(self._row(dict(r), subjects, r["subject_hash"]))
+                for disclosed in disclosures_of(conn, hashes):
+                    rows.append(self._row(disclosed, subjects, disclosed["subject_hash"]))
             elif table.name == "vault_values":
-                query = select(
-                    vault_values.c.subject_hash, vault_values.c.category, vault_values.c.updated_at
-                ).where(vault_values.c.subject_hash.in_(hashes))
-                for r in conn.execute(query).mappings():
-                    row = self._row(dict(r), subjects, r["subject_hash"])
-                    row["entry"] = f"{subjects[r['subject_hash']][1]}/{r['category']}"
+                for subject_hash, category, updated_at in self.vault.holdings_of(conn, hashes):
+                    row = self._row(
+                        {"category": category, "updated_at": updated_at}, subjects, subject_hash
+                    )
+                    row["entry"] = f"{subjects[subject_hash][1]}/{category}"
                     rows.append(row)
             elif table.name == "subject_keys":
-                query = select(subject_keys.c.subject_hash, subject_keys.c.created_at).where(
-                    subject_keys.c.subject_hash.in_(hashes)
-                )
-                for r in conn.execute(query).mappings():
-                    row = self._row(dict(r), subjects, r["subject_hash"])
-                    row["entry"] = subjects[r["subject_hash"]][1]
+                for subject_hash, created_at in self.vault.keyring.keys_of(conn, hashes).items():
+                    row = self._row({"created_at": created_at}, subjects, subject_hash)
+                    row["entry"] = subjects[subject_hash][1]
                     rows.append(row)
         return rows
 
@@ -206,23 +176,13 @@ class TrothConnector:
         tracking = by_name.get("tracking_events")
         with writing(self.engine).begin() as conn:
             if consent is not None and not consent.held:
-                hashes = [self.hash(s) for s in subjects]
-                for start in range(0, len(consent.delete), 500):
-                    keys = consent.delete[start : start + 500]
-                    conn.execute(
-                        delete(consent_events).where(consent_events.c.receipt_id.in_(keys))
-                    )
-                conn.execute(
-                    delete(consent_current).where(consent_current.c.subject_hash.in_(hashes))
-                )
+                erase_records(conn, consent.delete, [self.hash(s) for s in subjects])
             disclosed = by_name.get("disclosures")
             if disclosed is not None and disclosed.update:
                 for subject in subjects:
                     forget_subject(conn, self.hash(subject))
             if tracking is not None:
-                for start in range(0, len(tracking.delete), 500):
-                    keys = tracking.delete[start : start + 500]
-                    conn.execute(delete(tracking_events).where(tracking_events.c.id.in_(keys)))
+                erase_events(conn, tracking.delete)
         vault = by_name.get("vault_values")
         key = by_name.get("subject_keys")
         if (vault is not None and vault.held) or (key is not None and key.held):

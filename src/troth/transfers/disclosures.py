@@ -110,6 +110,19 @@ def forget_subject(conn: Connection, subject_hash: str) -> int:
     return int(result.rowcount)
 
 
+# What a person gets back about each disclosure of their data (Art. 15(1)(c)).
+DISCLOSED_COLUMNS = ("id", "at", "recipient", "country", "purpose", "categories", "mechanism")
+
+
+def disclosures_of(conn: Connection, subject_hashes: Sequence[str]) -> list[dict[str, Any]]:
+    """The disclosures of these subjects: the columns above and ``subject_hash``."""
+    columns = [disclosures.c[c] for c in DISCLOSED_COLUMNS]
+    query = select(*columns, disclosures.c.subject_hash).where(
+        disclosures.c.subject_hash.in_(list(subject_hashes))
+    )
+    return [dict(r) for r in conn.execute(query).mappings()]
+
+
 def _disclosure(r: Any) -> Disclosure:
     return Disclosure(
         r.id,

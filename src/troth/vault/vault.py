@@ -366,6 +366,16 @@ class Vault:
         self.audit.publish(head)
         return int(result.rowcount)
 
+    def holdings_of(
+        self, conn: Connection, subject_hashes: Sequence[str]
+    ) -> list[tuple[str, str, dt.datetime]]:
+        """(subject hash, category, updated at) of every value these subjects have in the
+        vault, without opening any (what a data subject request lists)."""
+        query = select(
+            vault_values.c.subject_hash, vault_values.c.category, vault_values.c.updated_at
+        ).where(vault_values.c.subject_hash.in_(list(subject_hashes)))
+        return [(r.subject_hash, r.category, r.updated_at) for r in conn.execute(query)]
+
     def holds(self, subject: str) -> list[tuple[str, str]]:
         """The subject's active legal holds as (scope, reason); scope is '*' (all data) or a
         data category id. Erasure elsewhere (data subject rights) keeps what they cover."""
