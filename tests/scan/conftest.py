@@ -57,7 +57,9 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         host = (self.headers.get("Host") or "").split(":")[0]
         path = self.path.split("?")[0]
-        if host == "shop.test" and path in PAGES:
+        if host == "shop.test" and path == "/start":
+            self._send(302, b"", "text/plain", {"Location": "/"})
+        elif host == "shop.test" and path in PAGES:
             extra = {"Set-Cookie": "sid=s3ss10n; Path=/; HttpOnly"} if path == "/" else {}
             body = (SITE / PAGES[path]).read_bytes()
             self._send(200, body, "text/html; charset=utf-8", extra)

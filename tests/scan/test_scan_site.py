@@ -102,3 +102,11 @@ def test_suggested_yaml_declares_what_was_undeclared(report: ScanReport, site: S
     assert [k for k in left if k[0].startswith("undeclared")] == []
     # the snippets keep what they know: _fbp is advertising, so it is still set too early
     assert ("cookie_before_consent", "_fbp") in left
+
+
+def test_a_redirected_start_page_is_visited_once_and_pages_keep_link_order(site: Site) -> None:
+    options = ScanOptions(pages=10, accept_selector="#accept", map_hosts=site.map_hosts)
+    report = scan_site(site.url + "start", options)
+    expected = [site.url, site.url + "about.html", site.url + "contact.html"]
+    assert report.observations.pages == {"before": expected, "after": expected}
+    assert report.findings == []  # no policy: an inventory

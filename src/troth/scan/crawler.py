@@ -270,6 +270,7 @@ class _Pass:
             return
         await self._snapshot_cookies(context)
         order = {self.start: 0}  # discovery order: the order pages are reported in
+        order.setdefault(urldefrag(first.url).url, 0)  # where the start page redirected to
         frontier: deque[str] = deque()
 
         def discovered(urls: list[str]) -> None:
