@@ -15,13 +15,17 @@ import base64
 import hashlib
 import hmac
 import json
+import os
+import re
 import secrets
 import struct
+import subprocess
 import time
 import uuid
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
+from html import unescape
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +35,7 @@ from fastapi import FastAPI
 from sqlalchemy import Engine, MetaData, create_engine, select
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from conftest import SEED, Server, new_postgres_database, running_server
+from conftest import SEED, TROTH_BIN, Server, new_postgres_database, running_server
 from troth.config import Settings
 from troth.errors import TrackingError
 from troth.keyring.signing import b64
@@ -518,6 +522,41 @@ def test_a_click_is_judged_under_the_jurisdiction_signed_into_its_link(site: Sit
     for e in site.events(f"j-{run}-"):
         assert e["visitor"] == "s:" + recipient[:40]
     assert {a["campaign"].removeprefix(f"j-{run}-") for a in site.aggregates(f"j-{run}-")} == (kept)
+
+
+def test_what_troth_mail_tag_sends_an_opt_out_recipient_is_judged_as_it_was_tagged(
+    site: Site, tmp_path: Path
+) -> None:
+    """End to end: `troth mail tag --jurisdiction us_ca` for an undecided recipient tracks
+    the e-mail (us_ca is opt-out); their open and their click are then both kept."""
+    vid = new_visitor()
+    campaign = f"cli-{uuid.uuid4().hex[:8]}"
+    letter = tmp_path / "letter.html"
+    letter.write_text(
+        '<html><body><p><a href="https://www.example.net/plans">Plans</a></p></body></html>',
+        encoding="utf-8",
+    )
+    out = subprocess.run(
+        [TROTH_BIN, "mail", "tag", str(letter), "--policy", str(SEED), "--recipient", vid,
+         "--campaign", campaign, "--jurisdiction", "us_ca", "--base-url", site.server.url,
+         "--database-url", site.engine.url.render_as_string(hide_password=False)],
+        capture_output=True, text=True, cwd=site.keys.parent, timeout=60,
+        env={**os.environ, "TROTH_KEYS_DIR": str(site.keys)},
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert "tracked" in out.stderr
+    link = re.search(r'href="([^"]+)"', out.stdout)
+    pixel = re.search(r'<img src="([^"]+)"', out.stdout)
+    assert link is not None, out.stdout
+    assert pixel is not None, out.stdout
+    assert link.group(1).startswith(site.server.url + "/t/l/")
+    r = site.client.get(link.group(1).removeprefix(site.server.url), follow_redirects=False)
+    assert r.status_code == 302
+    assert r.headers["location"] == "https://www.example.net/plans"
+    r = site.client.get(unescape(pixel.group(1)).removeprefix(site.server.url))
+    assert r.status_code == 200
+    site.flush()
+    assert sorted(e["kind"] for e in site.events(campaign)) == ["click", "open"]
 
 
 def test_a_tampered_jurisdiction_fails_the_signature(site: Site) -> None:
