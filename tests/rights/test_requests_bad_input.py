@@ -33,35 +33,35 @@ def requests_stored(life: Lifecycle) -> int:
         return int(conn.execute(select(func.count()).select_from(rights_requests)).scalar_one())
 
 
-@pytest.mark.parametrize(
-    ("body", "status", "detail"),
-    [
-        (b"{not json", 400, "body: not valid JSON"),
-        (b'["access"]', 400, "body: expected a JSON object"),
-        (b'{"kind": "delete_everything", "email": "%s"}', 422, "kind: "),
-        (b'{"email": "%s"}', 422, "kind: Field required"),
-        (b'{"kind": "access", "email": "%s", "admin": true}', 422, "admin: "),
-        (b'{"kind": "access", "email": "not an address %s"}', 422, "identities.email: "),
-        (b'{"kind": "objection", "email": "%s", "scope": "../etc"}', 422, "scope: "),
-        (b'{"kind": "rectification", "email": "%s"}', 422, "corrections: "),
-        (b'{"kind": "access", "email": "%s", "corrections": {"x": "y"}}', 422, "corrections.x"),
-        (
-            b'{"kind": "rectification", "email": "%s",'
-            b' "corrections": {"lumen.accounts.email": "new@example.org"}}',
-            422,
-            "corrections.lumen.accounts.email: not a declared field a request may correct",
-        ),
-    ],
-)
-def test_portal_json_refusals_name_the_field_and_store_nothing(life, body, status, detail):
-    payload = body.replace(b"%s", EMAIL.encode()) if b"%s" in body else body
-    r = life.client.post(
-        "/privacy/requests", content=payload, headers={"Content-Type": "application/json"}
-    )
-    assert r.status_code == status, r.text
-    assert r.headers["content-type"] == "application/problem+json"
-    assert r.json()["detail"].startswith(detail), r.json()
-    assert EMAIL not in r.text
+REFUSALS = [
+    (b"{not json", 400, "body: not valid JSON"),
+    (b'["access"]', 400, "body: expected a JSON object"),
+    (b'{"kind": "delete_everything", "email": "%s"}', 422, "kind: "),
+    (b'{"email": "%s"}', 422, "kind: Field required"),
+    (b'{"kind": "access", "email": "%s", "admin": true}', 422, "admin: "),
+    (b'{"kind": "access", "email": "not an address %s"}', 422, "identities.email: "),
+    (b'{"kind": "objection", "email": "%s", "scope": "../etc"}', 422, "scope: "),
+    (b'{"kind": "rectification", "email": "%s"}', 422, "corrections: "),
+    (b'{"kind": "access", "email": "%s", "corrections": {"x": "y"}}', 422, "corrections.x"),
+    (
+        b'{"kind": "rectification", "email": "%s",'
+        b' "corrections": {"lumen.accounts.email": "new@example.org"}}',
+        422,
+        "corrections.lumen.accounts.email: not a declared field a request may correct",
+    ),
+]
+
+
+def test_portal_json_refusals_name_the_field_and_store_nothing(life):
+    for body, status, detail in REFUSALS:
+        payload = body.replace(b"%s", EMAIL.encode())
+        r = life.client.post(
+            "/privacy/requests", content=payload, headers={"Content-Type": "application/json"}
+        )
+        assert r.status_code == status, (body, r.text)
+        assert r.headers["content-type"] == "application/problem+json"
+        assert r.json()["detail"].startswith(detail), (body, r.json())
+        assert EMAIL not in r.text
     assert requests_stored(life) == 0
     assert not life.outbox.exists() or not list(life.outbox.iterdir())
 
@@ -192,3 +192,15 @@ def test_without_datasets_requests_are_taken_but_execution_says_what_is_missing(
         assert done.returncode == 1
         assert "datasets: no datasets declared" in done.stderr
         assert "Traceback" not in done.stderr
+
+
+def test_submissions_are_limited_per_client_network(life):
+    answers = [
+        life.client.post("/privacy/requests", json={"kind": "access", "email": "x"})
+        for _ in range(40)
+    ]
+    limited = [r for r in answers if r.status_code == 429]
+    assert limited, [r.status_code for r in answers]
+    assert int(limited[0].headers["retry-after"]) >= 1
+    assert limited[0].json()["detail"].startswith("body: too many submissions")
+    assert {r.status_code for r in answers} == {422, 429}

@@ -140,7 +140,7 @@ def rights_router(services: Services) -> APIRouter:
     )
     desk = rights.desk
     policy = services.policy
-    limiter = RateLimiter(20)
+    limiter = RateLimiter(30)  # submissions and code entries per minute per client network
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
