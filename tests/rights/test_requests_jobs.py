@@ -256,3 +256,48 @@ def test_serve_runs_request_jobs_in_the_background(db_url, tmp_path, life):
         assert got.status_code == 200
         assert got.headers["content-type"] == "application/zip"
         assert "Traceback" not in server.output()
+
+
+def test_two_worker_processes_share_the_queue_and_never_run_a_job_twice(life, tmp_path):
+    service = life.key("service")
+    ids = []
+    for n in range(1, 6):
+        r = life.client.post(
+            "/api/rights/requests",
+            json={"kind": "access", "identities": {"email": [f"user{n}@example.net"]}},
+            headers=service,
+        )
+        assert r.status_code == 201, r.text
+        ids.append(r.json()["id"])
+    env = {
+        "TROTH_DATABASE_URL": life.settings.database_url,
+        "TROTH_KEYS_DIR": str(life.settings.keys_dir),
+        "TROTH_AUDIT_HEADS": str(life.settings.audit_heads),
+        "TROTH_DATASETS": str(life.settings.datasets),
+        "TROTH_OUTBOX": str(life.outbox),
+        "TROTH_POLICY": str(SEED),
+        "PATH": "/usr/bin:/bin",
+    }
+    workers = [
+        subprocess.Popen(
+            [TROTH_BIN, "rights", "work", "--once"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+            cwd=tmp_path,
+        )
+        for _ in range(2)
+    ]
+    outputs = [w.communicate(timeout=180) for w in workers]
+    assert [w.returncode for w in workers] == [0, 0], outputs
+    ran = sum(int(out.split("troth: ")[1].split(" job")[0]) for out, _ in outputs)
+    assert ran == 15  # five requests: discovery, then one job per datastore
+    with life.services.engine.connect() as conn:
+        attempts = conn.execute(select(rights_jobs.c.attempts, rights_jobs.c.state)).all()
+    assert sorted(set(attempts)) == [(1, "done")]  # every job claimed once, by one worker
+    for request_id in ids:
+        state = life.client.get(
+            f"/privacy/requests/{request_id}", headers={"Accept": "application/json"}
+        ).json()["state"]
+        assert state == "completed"
