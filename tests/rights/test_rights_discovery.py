@@ -117,6 +117,8 @@ def test_troth_own_store_is_searched_by_the_account_ref_found_on_the_way(world: 
     assert len(consent) == 1
     assert consent[0]["subject_account_ref"] == ALEX["ref"]
     assert [r["category"] for r in found.rows[("troth", "vault_values")]] == ["bandwidth_usage"]
+    # the person gets the value itself back (Art. 15), opened from the vault
+    assert [r["value"] for r in found.rows[("troth", "vault_values")]] == ["5 GB"]
     # the data key under which the values are sealed
     assert [r["subject_account_ref"] for r in found.rows[("troth", "subject_keys")]] == [
         ALEX["ref"]

@@ -89,7 +89,12 @@ class TrothConnector:
                 "entry",
                 "delete",
                 None,
-                [*subjects, DatasetField("category", None), DatasetField("updated_at", None)],
+                [
+                    *subjects,
+                    DatasetField("category", None),
+                    DatasetField("value", None),
+                    DatasetField("updated_at", None),
+                ],
                 [],
             ),
             # the data key: shredded by the vault's erasure; a key left is an erasure not done
@@ -143,10 +148,10 @@ class TrothConnector:
                 for disclosed in disclosures_of(conn, hashes):
                     rows.append(self._row(disclosed, subjects, disclosed["subject_hash"]))
             elif table.name == "vault_values":
-                for subject_hash, category, updated_at in self.vault.holdings_of(conn, hashes):
-                    row = self._row(
-                        {"category": category, "updated_at": updated_at}, subjects, subject_hash
-                    )
+                held_values = self.vault.holdings_of(conn, hashes, open_values=True)
+                for subject_hash, category, updated_at, value in held_values:
+                    held = {"category": category, "value": value, "updated_at": updated_at}
+                    row = self._row(held, subjects, subject_hash)
                     row["entry"] = f"{subjects[subject_hash][1]}/{category}"
                     rows.append(row)
             elif table.name == "subject_keys":

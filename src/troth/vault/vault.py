@@ -367,14 +367,26 @@ class Vault:
         return int(result.rowcount)
 
     def holdings_of(
-        self, conn: Connection, subject_hashes: Sequence[str]
-    ) -> list[tuple[str, str, dt.datetime]]:
-        """(subject hash, category, updated at) of every value these subjects have in the
-        vault, without opening any (what a data subject request lists)."""
+        self, conn: Connection, subject_hashes: Sequence[str], *, open_values: bool = False
+    ) -> list[tuple[str, str, dt.datetime, str | None]]:
+        """(subject hash, category, updated at, value) of every value these subjects have in
+        the vault. Values are opened only with ``open_values`` — for the subject's own access
+        request, which its caller audits — and are None otherwise or once the key is gone."""
         query = select(
-            vault_values.c.subject_hash, vault_values.c.category, vault_values.c.updated_at
+            vault_values.c.subject_hash,
+            vault_values.c.category,
+            vault_values.c.updated_at,
+            vault_values.c.ciphertext,
         ).where(vault_values.c.subject_hash.in_(list(subject_hashes)))
-        return [(r.subject_hash, r.category, r.updated_at) for r in conn.execute(query)]
+        out: list[tuple[str, str, dt.datetime, str | None]] = []
+        for r in conn.execute(query):
+            value = None
+            if open_values:
+                dek = self.keyring.data_key(conn, r.subject_hash, create=False)
+                if dek is not None:
+                    value = self._open(dek, r.subject_hash, r.category, r.ciphertext)
+            out.append((r.subject_hash, r.category, r.updated_at, value))
+        return out
 
     def holds(self, subject: str) -> list[tuple[str, str]]:
         """The subject's active legal holds as (scope, reason); scope is '*' (all data) or a
