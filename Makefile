@@ -37,6 +37,8 @@ bench: venv
 	$(BIN)/python bench/audit.py
 	$(BIN)/python bench/vault.py
 	$(BIN)/python bench/tracking.py
+	$(BIN)/python bench/rights.py
+	$(BIN)/python bench/scan.py
 
 clean:
 	rm -rf $(VENV) build .pytest_cache .mypy_cache .ruff_cache

@@ -13,6 +13,7 @@
     ├── AuditError              an audit log that cannot be read or verified
     ├── AuthError               a user, password or API key that cannot be accepted
     ├── TrackingError           a tracking hit, event or link that cannot be accepted
+    ├── ScanError               a scan that cannot run (bad URL, option or database, no browser)
     └── PurposeDenied           application code asked for data the policy does not allow
 
 Entry points (CLI, web) catch ``TrothError`` and turn it into a clear message and a
@@ -36,6 +37,7 @@ __all__ = [
     "PurposeDenied",
     "ReceiptError",
     "RenderError",
+    "ScanError",
     "StoreError",
     "TrackingError",
     "TrothError",
@@ -138,3 +140,7 @@ class AuthError(TrothError):
 
 class TrackingError(TrothError):
     """A tracking hit, event batch or link token that cannot be accepted (names the field)."""
+
+
+class ScanError(TrothError):
+    """A scan that cannot run: a bad URL, option or database, no browser, an unreachable site."""

@@ -1,11 +1,7 @@
-"""The scan capability's error (a :class:`~troth.errors.TrothError`)."""
+"""The scan capability's error, from troth's one hierarchy."""
 
 from __future__ import annotations
 
-from troth.errors import TrothError
+from troth.errors import ScanError
 
 __all__ = ["ScanError"]
-
-
-class ScanError(TrothError):
-    """A scan that cannot run: a bad URL, option or database, no browser, an unreachable site."""
