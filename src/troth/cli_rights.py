@@ -20,7 +20,7 @@ from troth.config import Settings
 from troth.errors import TrothError
 
 if TYPE_CHECKING:
-    from troth.rights.requests import RequestView
+    from troth.rights.requests_model import RequestView
     from troth.rights.requests_service import Rights
 
 __all__ = ["register"]

@@ -15,10 +15,8 @@ entries.
 from __future__ import annotations
 
 import datetime as dt
-import re
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import Connection, Engine, delete, func, insert, select, update
@@ -29,232 +27,34 @@ from troth.keyring.subjects import SUBJECT_PATTERN
 from troth.rights.codes import Sealer, new_code, normalise_code
 from troth.rights.jobs import Job, jobs_of
 from troth.rights.mailer import Mailer
-from troth.rights.requests_deadlines import (
-    DUE_SOON_DAYS,
-    MAX_EXTENSION_MONTHS,
-    add_months,
-    due_date,
-)
+from troth.rights.requests_deadlines import MAX_EXTENSION_MONTHS, add_months, due_date
 from troth.rights.requests_errors import RequestError
+from troth.rights.requests_model import (
+    CONTROL_CHARS,
+    IDENTITY_KINDS,
+    KINDS,
+    OPEN_STATES,
+    REQUEST_ID,
+    STATES,
+    Clock,
+    DeskConfig,
+    Outbox,
+    RequestView,
+    Step,
+    Workload,
+    aware,
+    check_identities,
+    request_workload,
+    utcnow,
+    view_of,
+)
 from troth.rights.requests_texts import texts
 from troth.store.engine import reading, writing
 from troth.store.tables_rights import rights_codes, rights_requests, rights_steps
 
-__all__ = [
-    "IDENTITY_KINDS",
-    "KINDS",
-    "OPEN_STATES",
-    "DeskConfig",
-    "Outbox",
-    "RequestDesk",
-    "RequestView",
-    "Step",
-    "Workload",
-    "check_identities",
-    "request_workload",
-    "view_of",
-]
-
-KINDS = ("access", "portability", "erasure", "rectification", "restriction", "objection")
-STATES = ("submitted", "verified", "approved", "executing", "completed", "rejected")
-OPEN_STATES = ("submitted", "verified", "approved", "executing")
-IDENTITY_KINDS = ("email", "account_id", "phone", "device_id")
 MAX_CODES = 5  # codes sent per request (the first and four more)
 
-_EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]{2,}$")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-_ID = re.compile(r"^[0-9a-f]{32}$")
-
-Clock = Callable[[], dt.datetime]
-
-
-def _utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
-
-
-def _aware(moment: dt.datetime) -> dt.datetime:
-    """SQLite hands back naive datetimes; every moment troth stores is UTC."""
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=dt.UTC)
-
-
-@dataclass(frozen=True)
-class DeskConfig:
-    auto_approve: frozenset[str] = frozenset({"access", "portability", "restriction", "objection"})
-    code_ttl: dt.timedelta = dt.timedelta(minutes=30)
-    code_attempts: int = 5
-    public_url: str = ""
-    service: str = "our service"
-
-
-@dataclass(frozen=True)
-class Step:
-    at: dt.datetime
-    step: str
-    actor: str
-    note: str
-
-
-@dataclass(frozen=True)
-class RequestView:
-    """What officers and the requester may see of a request: nothing personal."""
-
-    id: str
-    kind: str
-    state: str
-    channel: str
-    language: str
-    params: Mapping[str, Any]
-    verified_by: str | None
-    received_at: dt.datetime
-    due: dt.date
-    extended_due: dt.date | None
-    extension_reason: str | None
-    reason: str | None
-    result: Mapping[str, Any] | None
-    completed_at: dt.datetime | None
-    steps: tuple[Step, ...] = ()
-
-    @property
-    def deadline(self) -> dt.date:
-        return self.extended_due or self.due
-
-    @property
-    def open(self) -> bool:
-        return self.state in OPEN_STATES
-
-    def overdue(self, today: dt.date) -> bool:
-        return self.open and today > self.deadline
-
-    def due_soon(self, today: dt.date) -> bool:
-        return self.open and today <= self.deadline <= today + dt.timedelta(DUE_SOON_DAYS)
-
-    def as_dict(self, today: dt.date) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "kind": self.kind,
-            "state": self.state,
-            "channel": self.channel,
-            "language": self.language,
-            "params": dict(self.params),
-            "verified_by": self.verified_by,
-            "received_at": self.received_at.isoformat(),
-            "deadline": self.deadline.isoformat(),
-            "due": self.due.isoformat(),
-            "extended_due": self.extended_due.isoformat() if self.extended_due else None,
-            "extension_reason": self.extension_reason,
-            "overdue": self.overdue(today),
-            "reason": self.reason,
-            "result": dict(self.result) if self.result is not None else None,
-            "completed_at": self.completed_at.isoformat() if self.completed_at else None,
-            "steps": [
-                {"at": s.at.isoformat(), "step": s.step, "actor": s.actor, "note": s.note}
-                for s in self.steps
-            ],
-        }
-
-
-@dataclass(frozen=True)
-class Workload:
-    """Counts for the admin overview."""
-
-    open: int
-    due_soon: int
-    overdue: int
-    by_state: Mapping[str, int]
-
-
-@dataclass
-class Outbox:
-    """Mail to send once the transaction that decided it has committed."""
-
-    messages: list[tuple[str, str, str]] = field(default_factory=list)
-
-    def add(self, to: str, subject: str, body: str) -> None:
-        self.messages.append((to, subject, body))
-
-
-def view_of(row: Row[Any], steps: Sequence[Step] = ()) -> RequestView:
-    return RequestView(
-        id=row.id,
-        kind=row.kind,
-        state=row.state,
-        channel=row.channel,
-        language=row.language,
-        params=row.params or {},
-        verified_by=row.verified_by,
-        received_at=_aware(row.received_at),
-        due=row.due,
-        extended_due=row.extended_due,
-        extension_reason=row.extension_reason,
-        reason=row.reason,
-        result=row.result,
-        completed_at=_aware(row.completed_at) if row.completed_at else None,
-        steps=tuple(steps),
-    )
-
-
-def request_workload(engine: Engine, today: dt.date) -> Workload:
-    """Open requests, those due within :data:`DUE_SOON_DAYS`, and those overdue."""
-    deadline = func.coalesce(rights_requests.c.extended_due, rights_requests.c.due)
-    soon = today + dt.timedelta(DUE_SOON_DAYS)
-    with reading(engine).connect() as conn:
-        by_state = {
-            r.state: int(r.n)
-            for r in conn.execute(
-                select(rights_requests.c.state, func.count().label("n")).group_by(
-                    rights_requests.c.state
-                )
-            )
-        }
-        is_open = rights_requests.c.state.in_(OPEN_STATES)
-        overdue = conn.execute(select(func.count()).where(is_open, deadline < today)).scalar_one()
-        due_soon = conn.execute(
-            select(func.count()).where(is_open, deadline >= today, deadline <= soon)
-        ).scalar_one()
-    return Workload(
-        sum(by_state.get(s, 0) for s in OPEN_STATES), int(due_soon), int(overdue), by_state
-    )
-
-
-def check_identities(
-    identities: Mapping[str, Sequence[str]], kinds: Sequence[str] = IDENTITY_KINDS
-) -> dict[str, list[str]]:
-    """Validated, normalised identities (e-mail addresses in lower case, no duplicates).
-
-    Errors name the field, never the value."""
-    out: dict[str, list[str]] = {}
-    if not identities:
-        raise RequestError(422, "Invalid request", "identities: give at least one identity")
-    if len(identities) > len(kinds):
-        raise RequestError(422, "Invalid request", "identities: too many kinds")
-    for kind, values in identities.items():
-        if kind not in kinds:
-            raise RequestError(
-                422,
-                "Invalid request",
-                f"identities: unknown kind; use {', '.join(kinds)}",
-            )
-        if not values or len(values) > 20:
-            raise RequestError(422, "Invalid request", f"identities.{kind}: give 1 to 20 values")
-        clean: list[str] = []
-        for value in values:
-            value = value.strip()
-            if not value or len(value) > 254 or _CONTROL.search(value):
-                raise RequestError(
-                    422,
-                    "Invalid request",
-                    f"identities.{kind}: each value is 1-254 printable characters",
-                )
-            if kind == "email":
-                if not _EMAIL.match(value):
-                    raise RequestError(
-                        422, "Invalid request", "identities.email: not an e-mail address"
-                    )
-                value = value.lower()
-            if value not in clean:
-                clean.append(value)
-        out[kind] = clean
-    return out
+__all__ = ["MAX_CODES", "RequestDesk"]
 
 
 class RequestDesk:
@@ -269,7 +69,7 @@ class RequestDesk:
         mailer: Mailer,
         subject_hash: Callable[[str], str],
         config: DeskConfig,
-        clock: Clock = _utcnow,
+        clock: Clock = utcnow,
     ) -> None:
         """``subject_hash`` is the vault's hasher (account ids), so that a request about an
         account carries the same pseudonym in the audit log as that account's other entries."""
@@ -310,7 +110,7 @@ class RequestDesk:
             .where(rights_steps.c.request_id == request_id)
             .order_by(rights_steps.c.id)
         ).all()
-        return [Step(_aware(r.at), r.step, r.actor, r.note) for r in rows]
+        return [Step(aware(r.at), r.step, r.actor, r.note) for r in rows]
 
     def list_requests(self, state: str | None = None, limit: int = 500) -> list[RequestView]:
         """Requests by deadline (earliest first); open ones only when ``state`` is 'open'."""
@@ -359,7 +159,7 @@ class RequestDesk:
 
     @staticmethod
     def _check_id(request_id: str) -> None:
-        if not _ID.match(request_id):
+        if not REQUEST_ID.match(request_id):
             raise RequestError(404, "No such request", "request: no request with this id")
 
     def lock(self, conn: Connection, request_id: str) -> Row[Any]:
@@ -650,7 +450,7 @@ class RequestDesk:
                     "Too many attempts",
                     f"code: {limit} wrong attempts; ask for a new code",
                 )
-            if _aware(found.expires_at) <= self.clock():
+            if aware(found.expires_at) <= self.clock():
                 raise RequestError(410, "Code expired", "code: it has expired; ask for a new one")
             if not (
                 typed.isdigit() and self.sealer.matches(found.code_hash, "code", row.id, typed)
@@ -741,7 +541,7 @@ class RequestDesk:
     def extend(self, request_id: str, months: int, reason: str, actor: str) -> RequestView:
         """Extend the deadline by ``months`` (in total at most two, GDPR Art. 12(3))."""
         reason = reason.strip()
-        if not reason or len(reason) > 1000 or _CONTROL.search(reason.replace("\n", " ")):
+        if not reason or len(reason) > 1000 or CONTROL_CHARS.search(reason.replace("\n", " ")):
             raise RequestError(
                 422, "Invalid request", "reason: say why (1-1000 characters, no control characters)"
             )
@@ -752,7 +552,7 @@ class RequestDesk:
             row = self.lock(conn, request_id)
             if row.state not in OPEN_STATES:
                 raise RequestError(409, "Cannot extend", f"request: it is {row.state}")
-            received = _aware(row.received_at)
+            received = aware(row.received_at)
             if self.today() > row.due:
                 raise RequestError(
                     409,

@@ -33,8 +33,9 @@ from troth.policy.types import text_for
 from troth.rights.delivery import Deliveries
 from troth.rights.engine import Discovery, RightsEngine
 from troth.rights.jobs import Job, Outcome, enqueue, jobs_of, requeue_failed
-from troth.rights.requests import Outbox, RequestDesk, RequestView, view_of
+from troth.rights.requests import RequestDesk
 from troth.rights.requests_errors import RequestError
+from troth.rights.requests_model import Outbox, RequestView, view_of
 from troth.rights.requests_texts import texts
 from troth.store.tables_rights import rights_jobs, rights_requests
 from troth.vault.vault import LimitKind, Vault

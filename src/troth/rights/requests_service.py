@@ -20,9 +20,10 @@ from troth.rights.codes import Sealer
 from troth.rights.delivery import Deliveries
 from troth.rights.jobs import Worker
 from troth.rights.mailer import Mailer, make_mailer
-from troth.rights.requests import DeskConfig, RequestDesk
+from troth.rights.requests import RequestDesk
 from troth.rights.requests_errors import RequestError
 from troth.rights.requests_execution import Executor
+from troth.rights.requests_model import DeskConfig
 from troth.store.engine import reading
 from troth.store.secrets import Secrets
 from troth.store.tables_rights import rights_jobs

@@ -28,7 +28,7 @@ from troth.auth.sessions import SESSION_LIFETIME, create_session, destroy_sessio
 from troth.auth.users import LOCK_FOR, MAX_FAILURES, list_users, login_attempt
 from troth.consent.report import ConsentReport, consent_report
 from troth.errors import TrothError
-from troth.rights.requests import request_workload
+from troth.rights.requests_model import request_workload
 from troth.web.admin_pages import NO_STORE as _NO_STORE
 from troth.web.admin_pages import render_admin
 from troth.web.auth_deps import (

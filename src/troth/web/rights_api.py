@@ -26,8 +26,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from troth.errors import TrothError
 from troth.policy.types import text_for
-from troth.rights.requests import KINDS, RequestView
 from troth.rights.requests_errors import RequestError
+from troth.rights.requests_model import KINDS, RequestView
 from troth.rights.requests_service import Rights, open_rights
 from troth.rights.requests_texts import texts
 from troth.web.admin_pages import NO_STORE, render_admin
