@@ -3,6 +3,7 @@ account to a proven erasure — over HTTP, on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import datetime as dt
 import io
 import json
 import subprocess
@@ -15,7 +16,7 @@ from sqlalchemy import select
 
 from conftest import SEED, TROTH_BIN
 from rights.conftest import ALEX
-from rights.lifecycle_support import Lifecycle, lifecycle, no_identity_in
+from rights.lifecycle_support import Clock, Lifecycle, lifecycle, no_identity_in
 from troth.consent.ledger import ConsentChange
 from troth.errors import PurposeDenied
 from troth.store.tables import audit_entries
@@ -199,6 +200,13 @@ def test_an_account_erasure_waits_for_an_officer_keeps_what_a_hold_covers_and_is
     )  # fmt: skip
     assert again.returncode == 1
     assert "NOT ERASED: 1 row(s) remain" in again.stdout
+
+    # once the identities are dropped (retention), there is no one left to search for:
+    # said, rather than a proof that searched nothing
+    later = life.rights(Clock(dt.datetime.now(dt.UTC) + dt.timedelta(days=91)))
+    assert later.desk.forget(dt.timedelta(days=90)) == 1
+    r = life.client.post(f"/api/rights/requests/{request_id}/verify-erasure", headers=officer)
+    assert (r.status_code, r.json()["title"]) == (409, "Identities dropped")
 
 
 def test_restriction_and_objection_are_read_by_vault_and_consent_decisions(life):

@@ -467,7 +467,18 @@ class Executor:
         view = self.desk.get(request_id, steps=False)
         if view.kind != "erasure":
             raise RequestError(409, "Not an erasure", "request: it is not an erasure request")
+        if view.state != "completed":
+            raise RequestError(
+                409, "Not erased yet", f"request: it is {view.state}; nothing to prove yet"
+            )
         found = self._found_of(request_id)
+        if not any(found.values()):  # a proof that searched for nobody would prove nothing
+            raise RequestError(
+                409,
+                "Identities dropped",
+                "request: its identities were dropped after the retention period "
+                "(TROTH_RIGHTS_KEEP_DAYS); there is no one to search for",
+            )
         proof = self.rights_engine().prove_erasure(found, holds=self.holds(found))
         check = ErasureCheck(
             {f"{s}.{t}": n for (s, t), n in proof.remaining.items()},
