@@ -272,7 +272,10 @@ def http_bench(engine: str, database_url: str, workdir: Path, wrk: str) -> HttpR
         "pixel_anon": (PIXEL_PATH, "bare.lua", lambda: ()),
         "beacon": ("/", "beacon.lua", lambda: visitors),
     }
-    env = {"TROTH_WRITE_RATE_PER_MINUTE": "100000000"}
+    env = {
+        "TROTH_WRITE_RATE_PER_MINUTE": "100000000",
+        "TROTH_TRACKING_RATE_PER_MINUTE": "100000000",
+    }
     series: dict[str, c.Series] = {name: c.Series([]) for name in kinds}
     recorded = {name: Recorded() for name in EXPECTED}
     serve_dir = workdir / "serve"

@@ -424,3 +424,22 @@ def test_bars_stack_to_each_day_total():
     )
     assert chart.bars[1].x > bar.x
     assert "Totals: visits 80 (75% with consent); opens 10 (100% with consent)" in chart.desc
+
+
+def test_analytics_page_tells_how_many_hits_a_full_buffer_lost(app, client):
+    old = app.state.tracker.recorder
+    app.state.tracker.recorder = Recorder(old.engine, old.writer, buffer=2)
+    sign_in(app, client, "privacy_officer")
+    line = re.compile(r'<p class="hint dropped">(.*?)</p>', re.S)
+    found = line.search(client.get("/admin/analytics").text)
+    assert found is not None
+    assert "<strong>0</strong> hits" in found.group(1)
+    for _ in range(5):
+        assert client.get("/t/p/page_pixel.gif").status_code == 200
+    found = line.search(client.get("/admin/analytics").text)
+    assert found is not None
+    assert re.sub(r"<[^>]+>", "", found.group(1)) == (
+        "Lost to a full write buffer since this server process started: 3 hits (pixels and "
+        "link clicks that are in no count). If this grows, the database cannot keep up with "
+        "the traffic."
+    )

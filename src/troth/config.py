@@ -14,6 +14,8 @@ TROTH_THREADS        request threads per worker (default 8)
 TROTH_DATASETS       the dataset annotations of the service's own databases (data subject
                      rights); default: datasets.yaml beside the policy, if there is one
 TROTH_TRUST_PROXY    honour X-Forwarded-Proto from a TLS-terminating proxy (default false)
+TROTH_TRACKING_RATE_PER_MINUTE  tracking pixel hits, and separately /t/e requests, each
+                     client network (IPv4 /24, IPv6 /48) may send a minute (default 600)
 
 Data subject requests (F5):
 TROTH_PUBLIC_URL     the address people reach troth at, for links in e-mails (download
@@ -61,6 +63,7 @@ class Settings(BaseSettings):
     origins: str = ""
     max_body_bytes: int = Field(default=16_384, ge=1024)
     write_rate_per_minute: int = Field(default=120, ge=1)
+    tracking_rate_per_minute: int = Field(default=600, ge=1)
     threads: int = Field(default=8, ge=1, le=256)  # request threads per worker
     datasets: Path | None = None
     trust_proxy: bool = False  # honour X-Forwarded-Proto (behind a TLS-terminating proxy)

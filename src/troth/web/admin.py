@@ -40,7 +40,13 @@ from troth.web.auth_deps import (
 )
 from troth.web.problems import RateLimiter, client_key
 from troth.web.security import is_https
-from troth.web.stats_api import RangeError, analytics_chart, analytics_report, parse_range
+from troth.web.stats_api import (
+    RangeError,
+    analytics_chart,
+    analytics_report,
+    dropped_hits,
+    parse_range,
+)
 
 __all__ = ["LOGIN_COOKIE", "admin_router"]
 
@@ -358,7 +364,7 @@ def admin_router(
             error = str(exc)
             first, last = parse_range(None, None, today=today)
         report = await run_in_threadpool(
-            analytics_report, engine_of(request), first, last, campaign
+            analytics_report, engine_of(request), first, last, campaign, dropped_hits(request)
         )
 
         def link(days: int) -> str:

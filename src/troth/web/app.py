@@ -245,7 +245,7 @@ def create_app(policy: Policy, settings: Settings | None = None) -> FastAPI:
     app.include_router(admin_router(trust_forwarded_proto=settings.trust_proxy))
     app.include_router(vault_router(services))
     app.include_router(mail_router())
-    app.include_router(tracking_router())
+    app.include_router(tracking_router(settings.tracking_rate_per_minute))
     app.include_router(stats_router())
     app.include_router(rights_router(services))
     app.include_router(transfers_router(services))
