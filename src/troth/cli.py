@@ -226,10 +226,13 @@ def serve(
 
     import uvicorn
 
+    from troth.rights.requests_service import datasets_path
     from troth.web.app import create_app
 
     loaded = _load(policy)
     settings = _settings(database_url)
+    if settings.datasets is None:
+        settings.datasets = datasets_path(settings, policy)  # datasets.yaml beside the policy
     try:
         application = create_app(loaded.policy, settings)
     except TrothError as exc:
@@ -243,6 +246,8 @@ def serve(
         return
     os.environ["TROTH_POLICY"] = str(policy)
     os.environ["TROTH_DATABASE_URL"] = settings.database_url
+    if settings.datasets is not None:
+        os.environ["TROTH_DATASETS"] = str(settings.datasets)
     uvicorn.run(
         "troth.web.app:create_app_from_env",
         factory=True,

@@ -14,6 +14,8 @@
     ├── AuthError               a user, password or API key that cannot be accepted
     ├── TrackingError           a tracking hit, event or link that cannot be accepted
     ├── ScanError               a scan that cannot run (bad URL, option or database, no browser)
+    ├── RequestError            a data subject request, code or download link that cannot be
+    │                           accepted (carries the HTTP status)
     └── PurposeDenied           application code asked for data the policy does not allow
 
 Entry points (CLI, web) catch ``TrothError`` and turn it into a clear message and a
@@ -37,6 +39,7 @@ __all__ = [
     "PurposeDenied",
     "ReceiptError",
     "RenderError",
+    "RequestError",
     "ScanError",
     "StoreError",
     "TrackingError",
@@ -144,3 +147,15 @@ class TrackingError(TrothError):
 
 class ScanError(TrothError):
     """A scan that cannot run: a bad URL, option or database, no browser, an unreachable site."""
+
+
+class RequestError(TrothError):
+    """A data subject request, code or download link that cannot be accepted. ``status``:
+    400 malformed, 404 unknown, 409 wrong state, 410 expired or used, 422 invalid field,
+    429 too many attempts, 503 mail could not be sent. The message starts with the field it
+    is about and never echoes what the requester sent."""
+
+    def __init__(self, status: int, title: str, detail: str) -> None:
+        self.status = status
+        self.title = title
+        super().__init__(detail)

@@ -23,7 +23,7 @@ from troth.policy.datasets import DatasetField, DatasetTable, Datastore
 from troth.rights.connectors import TrothParts, register
 from troth.rights.types import Key, Row, StorePlan
 from troth.store.engine import reading, writing
-from troth.tracking.subject_events import EVENT_COLUMNS, consented_visitor, erase_events, events_of
+from troth.tracking.subject_events import EVENT_COLUMNS, erase_events, events_of, visitors_of
 from troth.transfers.disclosures import DISCLOSED_COLUMNS, disclosures_of, forget_subject
 
 __all__ = ["TrothConnector"]
@@ -141,7 +141,7 @@ class TrothConnector:
                 for record in records_of(conn, hashes):
                     rows.append(self._row(record, subjects, record["subject_hash"]))
             elif table.name == "tracking_events":
-                by_visitor = {consented_visitor(h): h for h in hashes}
+                by_visitor = {v: h for h in hashes for v in visitors_of(h)}
                 for event in events_of(conn, list(by_visitor)):
                     rows.append(self._row(event, subjects, by_visitor[event.pop("visitor")]))
             elif table.name == "disclosures":

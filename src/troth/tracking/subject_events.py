@@ -1,7 +1,8 @@
 """A consented visitor's tracking events, for data subject rights: found, and erased.
 
-Only events kept with consent carry a stable visitor (``c:`` + the subject's keyed hash);
-daily-salted visitors cannot be linked to anyone once the salt is gone."""
+Only events kept with consent carry a stable visitor: ``c:`` (a site visitor who consented)
+or ``s:`` (an e-mail recipient) and the subject's keyed hash; daily-salted visitors cannot
+be linked to anyone once the salt is gone."""
 
 from __future__ import annotations
 
@@ -12,14 +13,31 @@ from sqlalchemy import Connection, delete, select
 
 from troth.store.tables import tracking_events
 
-__all__ = ["EVENT_COLUMNS", "consented_visitor", "erase_events", "events_of"]
+__all__ = [
+    "EVENT_COLUMNS",
+    "consented_visitor",
+    "erase_events",
+    "events_of",
+    "mail_visitor",
+    "visitors_of",
+]
 
 EVENT_COLUMNS = ("id", "at", "tech_id", "kind", "name", "campaign", "page", "ip_prefix")
 
 
 def consented_visitor(subject_hash: str) -> str:
-    """How a visitor who consented is stored on their events."""
+    """How a site visitor who consented to analytics is stored on their events."""
     return "c:" + subject_hash[:40]
+
+
+def mail_visitor(subject_hash: str) -> str:
+    """How the recipient of a tagged e-mail is stored on their opens and clicks."""
+    return "s:" + subject_hash[:40]
+
+
+def visitors_of(subject_hash: str) -> tuple[str, str]:
+    """Every stored visitor that is this subject."""
+    return consented_visitor(subject_hash), mail_visitor(subject_hash)
 
 
 def events_of(conn: Connection, visitors: Sequence[str]) -> list[dict[str, Any]]:

@@ -17,6 +17,7 @@ from troth.tracking.decide import HitDecision, decide_hit
 from troth.tracking.identity import DailySalts, truncate_ip
 from troth.tracking.links import LinkSigner
 from troth.tracking.recorder import Hit, Recorder
+from troth.tracking.subject_events import consented_visitor, mail_visitor
 
 __all__ = ["Request", "Tracker"]
 
@@ -115,9 +116,9 @@ class Tracker:
             return decision, Hit(tech.id, kind, False, at, campaign=campaign)
         prefix = truncate_ip(req.ip)
         if req.subject_hash is not None:
-            visitor = "s:" + req.subject_hash[:40]
+            visitor = mail_visitor(req.subject_hash)
         elif req.visitor is not None and "analytics" in allowed:
-            visitor = "c:" + self.ledger.hash(req.visitor)[:40]
+            visitor = consented_visitor(self.ledger.hash(req.visitor))
         else:
             visitor = self.salts.visitor(at.date(), prefix, req.user_agent)
         return decision, Hit(
