@@ -17,7 +17,8 @@ $(BIN)/troth: pyproject.toml
 venv: $(BIN)/troth
 
 run: venv
-	$(BIN)/troth check $(SEED)
+	$(BIN)/python examples/seed-service/service/make_db.py  # the service's own demo database (lumen.db)
+	$(BIN)/troth check $(SEED) --connect
 	$(BIN)/troth render $(SEED) --format html -o build/policy
 	$(BIN)/troth serve $(SEED) --host $(HOST) --port $(PORT)
 

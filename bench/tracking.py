@@ -49,7 +49,7 @@ VISITORS = 1000
 VISITOR_PREFIX = "bench-visitor-"  # + 6 digits: 20 characters, a valid cookie visitor id
 GOAL = 0.5
 PIXEL_PATH = "/t/p/page_pixel.gif?c=bench"
-COOKIE_CHOICES = "1.0.0.preferences:1:1~analytics:1:1~advertising:1:1"
+COOKIE_CHOICES = "1.1.0.preferences:1:1~analytics:1:1~advertising:1:1"
 DRAIN_POLL = 0.25  # seconds between reads of the database while the flusher catches up
 DRAIN_STABLE = 0.75  # longer than the flusher's interval (0.5 s)
 DRAIN_QUIET = 1.5  # give up waiting once nothing changed for this long

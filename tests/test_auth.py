@@ -613,7 +613,7 @@ def insert_consent(eng: Engine, at: dt.datetime, choices: dict[str, str]) -> Non
             insert(consent_events).values(
                 receipt_id=str(uuid.uuid4()),
                 subject_hash="0" * 64,
-                policy_version="1.0.0",
+                policy_version="1.1.0",
                 language="en",
                 method="api",
                 jurisdiction="",
@@ -755,7 +755,7 @@ def test_sign_in_over_http_on_a_real_server(db_url, tmp_path):
             page = http.get("/admin")
             assert page.status_code == 200
             assert "<h1>Overview</h1>" in page.text
-            assert "1.0.0" in page.text
+            assert "1.1.0" in page.text
             assert page.headers["cache-control"] == "no-store"
 
 

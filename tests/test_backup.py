@@ -61,7 +61,7 @@ class Fixture:
         self.kept, self.late, self.early, self.back = (someone() for _ in range(4))
         for s in (self.kept, self.late, self.early, self.back):
             self.services.ledger.record(
-                ConsentChange(s, {"analytics": "given"}, "api", "en", "1.0.0")
+                ConsentChange(s, {"analytics": "given"}, "api", "en", "1.1.0")
             )
             self.services.vault.put(
                 s, "bandwidth_usage", f"{s} used 5 GB", purpose="provide_service"

@@ -60,7 +60,7 @@ def make_config() -> dict[str, Any]:
 
     return {
         "api": "/api/consent",
-        "policyVersion": "1.0.0",
+        "policyVersion": "1.1.0",
         "lang": "en",
         "cookie": {"name": "troth_consent", "days": 365, "path": "/", "domain": None},
         "jurisdiction": {"id": "eu", "model": "opt_in", "gpc": False, "gpcRefuses": []},
@@ -322,7 +322,7 @@ def test_accept_all_runs_scripts_without_reload(open_page: Opener, server: Harne
     assert sorted(ran(page)) == ["advertising", "analytics-inline", "analytics-src"]
     jar = cookies(page)
     assert {"_ga", "_ga_ABC", "ads_id"} <= set(jar)
-    assert jar["troth_consent"] == f"v1.{vid}.1.0.0.analytics:1:1~advertising:1:1"
+    assert jar["troth_consent"] == f"v1.{vid}.1.1.0.analytics:1:1~advertising:1:1"
     assert page.locator("#troth-banner").count() == 0
     assert page.locator("iframe").get_attribute("src") == "/harness/frame.html"
     assert page.locator("script[data-troth=ran]").count() == 3
@@ -332,7 +332,7 @@ def test_accept_all_runs_scripts_without_reload(open_page: Opener, server: Harne
             "choices": {"analytics": "given", "advertising": "given"},
             "method": "banner_accept_all",
             "language": "en",
-            "policy_version": "1.0.0",
+            "policy_version": "1.1.0",
             "jurisdiction": "eu",
             "gpc": False,
         }

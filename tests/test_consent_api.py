@@ -168,7 +168,7 @@ def test_recorded_choice_gets_a_receipt_anyone_can_verify(api: Api, tmp_path: Pa
     assert payload["choices"] == choices
     assert payload["method"] == "banner_custom"
     assert payload["language"] == "de"
-    assert payload["policy_version"] == "1.0.0"
+    assert payload["policy_version"] == "1.1.0"
     assert payload["jurisdiction"] == "eu"
     assert payload["controller"] == "Lumen Networks GmbH"
     # The receipt names the person only by the ledger's keyed hash, never by the visitor id.
@@ -262,7 +262,7 @@ def test_verify_receipt_without_public_key_uses_the_keys_dir_and_never_makes_a_k
 def test_effective_consent_follows_the_jurisdiction_and_history(api: Api) -> None:
     subject = visitor()
     fresh = api.effective(subject)
-    assert fresh["policy_version"] == "1.0.0"
+    assert fresh["policy_version"] == "1.1.0"
     assert fresh["jurisdiction"] == "eu"
     categories = fresh["categories"]
     assert set(categories) == {*REQUIRED, *OPTIONAL}
@@ -292,7 +292,7 @@ def test_effective_consent_follows_the_jurisdiction_and_history(api: Api) -> Non
     assert now["analytics"]["since"] == second["timestamp"]
     assert now["preferences"]["status"] == "given"
     assert now["preferences"]["allowed"] is True
-    assert now["preferences"]["policy_version"] == "1.0.0"
+    assert now["preferences"]["policy_version"] == "1.1.0"
     assert now["preferences"]["since"] == first["timestamp"]
     assert now["advertising"]["status"] == "refused"
     assert now["advertising"]["allowed"] is False
@@ -717,7 +717,7 @@ def test_two_workers_take_200_concurrent_writes_and_publish_once(
         finally:
             engine.dispose()
         assert stored == {r["receipt_id"] for r in receipts}
-        assert [tuple(v) for v in versions] == [("1.0.0",)]
+        assert [tuple(v) for v in versions] == [("1.1.0",)]
 
 
 # --- the database and publishing ----------------------------------------------------------
@@ -755,7 +755,7 @@ def test_same_version_with_different_content_refuses_to_start(
     from troth.policy.loader import load_policy
 
     work = tmp_path / "work"
-    with running_server(SEED, db_url, work):  # publishes 1.0.0 as it is
+    with running_server(SEED, db_url, work):  # publishes 1.1.0 as it is
         pass
 
     def reword(data: dict[str, Any]) -> None:
@@ -763,7 +763,7 @@ def test_same_version_with_different_content_refuses_to_start(
         category["description"]["en"] += " We also count how long you stay."
 
     variant = seed_variant(reword)
-    assert load_policy(variant).policy.version == "1.0.0"
+    assert load_policy(variant).policy.version == "1.1.0"
     result = subprocess.run(
         [TROTH_BIN, "serve", str(variant), "--port", str(free_port()), "--database-url", db_url],
         capture_output=True,
@@ -775,6 +775,6 @@ def test_same_version_with_different_content_refuses_to_start(
     )
     assert result.returncode == 2, (result.stdout, result.stderr)
     one_clear_line(result.stderr)
-    assert "1.0.0" in result.stderr
+    assert "1.1.0" in result.stderr
     assert "already published" in result.stderr
     assert counts(db_url)["policy_versions"] == 1

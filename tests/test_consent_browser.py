@@ -237,14 +237,14 @@ def test_accept_all_runs_tags_without_reload(open_site: Opener, server: Server) 
     jar = visit.cookies()
     assert {*ANALYTICS_COOKIES, "_gcl_au", "lang"} <= set(jar)
     choices = "preferences:1:1~analytics:1:1~advertising:1:1"
-    assert jar["troth_consent"] == f"v1.{vid}.1.0.0.{choices}"
+    assert jar["troth_consent"] == f"v1.{vid}.1.1.0.{choices}"
     assert visit.posts == [
         {
             "subject": vid,
             "choices": {"preferences": "given", "analytics": "given", "advertising": "given"},
             "method": "banner_accept_all",
             "language": "en",
-            "policy_version": "1.0.0",
+            "policy_version": "1.1.0",
             "jurisdiction": "eu",
             "gpc": False,
         }

@@ -62,7 +62,7 @@ def change(subject, **choices):
         choices=choices,
         method="api",
         language="en",
-        policy_version="1.0.0",
+        policy_version="1.1.0",
     )
 
 
@@ -158,11 +158,11 @@ def test_unknown_language_version_and_jurisdiction_are_refused(ledger):
 
 def test_gpc_refuses_advertising_where_the_law_makes_it_an_opt_out(ledger):
     v = visitor()
-    us = ConsentChange(v, {"advertising": "given"}, "api", "en", "1.0.0", "us_ca", gpc=True)
+    us = ConsentChange(v, {"advertising": "given"}, "api", "en", "1.1.0", "us_ca", gpc=True)
     receipt = ledger.record(us)
     assert receipt["choices"]["advertising"] == "refused"
     assert not ledger.effective(v, "us_ca", gpc=True).allowed("advertising")
-    eu = ConsentChange(visitor(), {"advertising": "given"}, "api", "en", "1.0.0", "eu", gpc=True)
+    eu = ConsentChange(visitor(), {"advertising": "given"}, "api", "en", "1.1.0", "eu", gpc=True)
     assert ledger.record(eu)["choices"]["advertising"] == "given"
 
 
@@ -170,7 +170,7 @@ def test_opt_out_regions_allow_until_refused(ledger):
     v = visitor()
     assert ledger.effective(v, "us_ca").allowed("analytics")
     assert not ledger.effective(v, "eu").allowed("analytics")
-    ledger.record(ConsentChange(v, {"analytics": "refused"}, "api", "en", "1.0.0", "us_ca"))
+    ledger.record(ConsentChange(v, {"analytics": "refused"}, "api", "en", "1.1.0", "us_ca"))
     assert not ledger.effective(v, "us_ca").allowed("analytics")
 
 

@@ -156,7 +156,7 @@ def new_visitor() -> str:
 def consent_cookie(visitor: str) -> dict[str, str]:
     """The banner's cookie; it claims everything was given, which the server must ignore:
     consent is read from the ledger, only the visitor id from the cookie."""
-    return {"Cookie": f"troth_consent=v1.{visitor}.1.0.0.analytics:1:0~advertising:1:0"}
+    return {"Cookie": f"troth_consent=v1.{visitor}.1.1.0.analytics:1:0~advertising:1:0"}
 
 
 def assert_problem(r: httpx.Response, status: int | set[int], *words: str) -> None:

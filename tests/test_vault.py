@@ -77,9 +77,9 @@ def test_consent_purpose_needs_consent(world):
         )
     assert denied.value.rule == "consent"
     assert "analytics" in str(denied.value)
-    world.ledger.record(ConsentChange(s, {"analytics": "given"}, "api", "en", "1.0.0"))
+    world.ledger.record(ConsentChange(s, {"analytics": "given"}, "api", "en", "1.1.0"))
     world.vault.put(s, "usage", "pages: /plans", purpose="analytics", activity="usage_analytics")
-    world.ledger.record(ConsentChange(s, {"analytics": "refused"}, "api", "en", "1.0.0"))
+    world.ledger.record(ConsentChange(s, {"analytics": "refused"}, "api", "en", "1.1.0"))
     with pytest.raises(PurposeDenied, match="consent"):
         world.vault.get(s, ["usage"], purpose="analytics", activity="usage_analytics")
 

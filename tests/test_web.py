@@ -65,7 +65,7 @@ def test_privacy_page_is_the_rendered_policy(server):
     r = httpx.get(f"{server}/privacy")
     assert r.status_code == 200
     assert r.headers["content-type"].startswith("text/html")
-    assert r.headers["x-policy-version"] == "1.0.0"
+    assert r.headers["x-policy-version"] == "1.1.0"
     assert '<html lang="en">' in r.text
     assert 'id="tracking.table"' in r.text
 
@@ -97,7 +97,7 @@ def test_tables_and_json(server):
     assert "<table>" in httpx.get(f"{server}/privacy/tracking").text
     assert "<table>" in httpx.get(f"{server}/privacy/recipients?lang=de").text
     doc = httpx.get(f"{server}/privacy.json").json()
-    assert doc["version"] == "1.0.0"
+    assert doc["version"] == "1.1.0"
     assert doc["sections"]
 
 

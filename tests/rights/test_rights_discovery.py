@@ -109,7 +109,7 @@ def test_package_readme_in_german(world: World) -> None:
 
 def test_troth_own_store_is_searched_by_the_account_ref_found_on_the_way(world: World) -> None:
     world.services.ledger.record(
-        ConsentChange(ALEX["ref"], {"analytics": "given"}, "api", "en", "1.0.0")
+        ConsentChange(ALEX["ref"], {"analytics": "given"}, "api", "en", "1.1.0")
     )
     world.services.vault.put(ALEX["ref"], "bandwidth_usage", "5 GB", purpose="provide_service")
     found = world.engine().discover({"email": [ALEX["email"]]})

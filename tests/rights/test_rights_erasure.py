@@ -189,7 +189,7 @@ def test_a_crash_inside_the_transaction_changes_nothing_and_a_rerun_finishes(
 
 def _troth_traces(world: World) -> None:
     services = world.services
-    services.ledger.record(ConsentChange(ALEX["ref"], {"analytics": "given"}, "api", "en", "1.0.0"))
+    services.ledger.record(ConsentChange(ALEX["ref"], {"analytics": "given"}, "api", "en", "1.1.0"))
     services.vault.put(ALEX["ref"], "bandwidth_usage", "5 GB", purpose="provide_service")
     h = services.vault.hash(ALEX["ref"])
     now = dt.datetime.now(dt.UTC)
