@@ -225,3 +225,33 @@ def test_unknown_scope_condition_and_scc_decision(seed_variant):
 def test_wrong_type_for_adequacy_names_its_line(seed_variant):
     err = _broken(seed_variant, lambda d: _google(d).update(adequacy={"eu": "us"}))
     assert re.search(r"variant-\d+\.yaml:\d+:\d+: ", str(err)), str(err)
+
+
+# --- decisions for an international organisation ---------------------------------------------
+
+
+def test_naming_the_epo_decision_does_not_cover_any_other_recipient(minimal_variant):
+    # eu_epo covers transfers to the European Patent Organisation only, not a US company
+    # that names it
+    epo = {"mechanism": "adequacy", "adequacy": ["eu_epo"]}
+    f = only(transfer_findings(minimal_variant(recipient(["US"], epo))))
+    assert (f.code, f.loc[-1]) == ("T024", "adequacy")
+    assert "european_patent_organisation" in f.message
+
+
+def test_the_epo_decision_covers_the_organisation_that_says_it_is_it(minimal_variant):
+    epo = {"mechanism": "adequacy", "adequacy": ["eu_epo"],
+           "organisation": "european_patent_organisation"}  # fmt: skip
+    assert transfer_findings(minimal_variant(recipient(["US"], epo))) == []
+    unnamed = {"mechanism": "adequacy", "organisation": "european_patent_organisation"}
+    assert transfer_findings(minimal_variant(recipient(["SG"], unnamed))) == []
+
+
+def test_an_unknown_organisation_names_its_line(seed_variant):
+    err = _broken(
+        seed_variant,
+        lambda d: _google(d).update(organisation="european_patent_office"),
+    )
+    assert re.search(r"variant-\d+\.yaml:\d+:\d+: .*european_patent_organisation", str(err)), str(
+        err
+    )

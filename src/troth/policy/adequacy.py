@@ -69,6 +69,13 @@ class Decision:
     def gone_since(self) -> dt.date | None:
         return min((d for d in (self.expires, self.ended) if d is not None), default=None)
 
+    def covers(self, country: str, organisation: str | None) -> bool:
+        """A decision for an international organisation covers transfers to that
+        organisation only (wherever it is), and only when the recipient says it is it."""
+        if self.organisation is not None:
+            return organisation == self.organisation
+        return country in self.countries
+
 
 @dataclass(frozen=True, slots=True)
 class SccDecision:
@@ -95,8 +102,22 @@ class AdequacyData:
     def for_country(self, regime: str, country: str) -> list[Decision]:
         return [d for d in self.regimes[regime][1] if country in d.countries]
 
+    def for_organisation(self, organisation: str | None) -> list[Decision]:
+        if organisation is None:
+            return []
+        return [d for d in self.decisions.values() if d.organisation == organisation]
+
+    @property
+    def organisations(self) -> dict[str, str]:
+        """International organisations with a decision: id -> title."""
+        return {d.organisation: d.title for d in self.decisions.values() if d.organisation}
+
     def suggest(self, kind: str, value: str) -> str:
-        pool = self.decisions if kind == "decision" else self.conditions
+        pool = {
+            "decision": self.decisions,
+            "condition": self.conditions,
+            "organisation": self.organisations,
+        }[kind]
         close = difflib.get_close_matches(value, list(pool), n=3, cutoff=0.6)
         return f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
 
@@ -196,6 +217,8 @@ def decisions_relied_on(policy: Policy, recipient: Recipient, on: dt.date) -> li
             for c in countries
             for d in data.for_country(regime, c)
         ]
+        bound = regimes_of(policy)
+        found += [d for d in data.for_organisation(t.organisation) if d.regime in bound]
     return sorted({d.id: d for d in found if d.in_force(on)}.values(), key=lambda d: d.id)
 
 
@@ -256,10 +279,9 @@ def _adequacy(r: Recipient, regime: str, country: str, on: dt.date) -> list[Tran
     assert r.transfer is not None
     data = adequacy_data()
     named = [data.decisions[i] for i in r.transfer.adequacy if data.decisions[i].regime == regime]
-    if named:
-        candidates = [d for d in named if country in d.countries or d.organisation]
-    else:
-        candidates = data.for_country(regime, country)
+    organisation = r.transfer.organisation
+    pool = named or [*data.for_country(regime, country), *data.for_organisation(organisation)]
+    candidates = [d for d in pool if d.covers(country, organisation)]
     label = "EU" if regime == "eu" else "UK"
     if not candidates:
         what = (
@@ -267,6 +289,13 @@ def _adequacy(r: Recipient, regime: str, country: str, on: dt.date) -> list[Tran
             if named
             else f"there is no {label} adequacy decision for {country}"
         )
+        for d in named:
+            if d.organisation is not None:
+                what += (
+                    f" ({d.id} covers only transfers to the international organisation "
+                    f"'{d.organisation}'; state 'organisation: {d.organisation}' in the "
+                    "transfer only if the recipient is that organisation)"
+                )
         return [
             TransferProblem(
                 "T024",

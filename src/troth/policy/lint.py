@@ -317,13 +317,14 @@ def _transfer_practice(r: Recipient, loc: Loc) -> Iterator[Finding]:
             "non-repetitive transfers (EDPB Guidelines 2/2018); a regular recipient needs "
             "adequacy or Art. 46 safeguards",
         )
-    if t.mechanism != "eu-gdpr:A45-3" and (t.adequacy or t.adequacy_scope):
+    if t.mechanism != "eu-gdpr:A45-3" and (t.adequacy or t.adequacy_scope or t.organisation):
+        named = "adequacy" if t.adequacy else "adequacy_scope" if t.adequacy_scope else None
         yield Finding(
             "warning",
             "T019",
-            (*loc, "transfer", "adequacy" if t.adequacy else "adequacy_scope"),
-            f"'{r.id}' names adequacy decisions or scope but its mechanism is not adequacy; "
-            "they are ignored",
+            (*loc, "transfer", named or "organisation"),
+            f"'{r.id}' names adequacy decisions, scope or organisation but its mechanism is "
+            "not adequacy; they are ignored",
         )
 
 

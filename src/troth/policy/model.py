@@ -212,15 +212,26 @@ class TrackingTechnology(_Model):
         return self
 
 
-def _known(kind: Literal["decision", "condition"]) -> Any:
+_NOUNS = {
+    "decision": "adequacy decision",
+    "condition": "adequacy scope condition",
+    "organisation": "international organisation with an adequacy decision",
+}
+
+
+def _known(kind: Literal["decision", "condition", "organisation"]) -> Any:
     def check(values: list[str]) -> list[str]:
         from troth.policy.adequacy import adequacy_data  # the data set imports this module
 
         data = adequacy_data()
-        pool = data.decisions if kind == "decision" else data.conditions
+        pool = {
+            "decision": data.decisions,
+            "condition": data.conditions,
+            "organisation": data.organisations,
+        }[kind]
         for value in values:
             if value not in pool:
-                noun = "adequacy decision" if kind == "decision" else "adequacy scope condition"
+                noun = _NOUNS[kind]
                 hint = data.suggest(kind, value) or (
                     f" (troth's adequacy data set {data.version} lists: {', '.join(sorted(pool))})"
                 )
@@ -228,6 +239,12 @@ def _known(kind: Literal["decision", "condition"]) -> Any:
         return values
 
     return check
+
+
+def _known_organisation(value: str | None) -> str | None:
+    if value is not None:
+        _known("organisation")([value])
+    return value
 
 
 SccDecisionKey = Literal["2021/914", "2010/87", "2004/915", "2001/497"]
@@ -241,7 +258,9 @@ class Transfer(_Model):
     ``adequacy`` may name the decisions relied on (ids of troth's adequacy data set; by
     default every decision covering the recipient's countries is considered), and
     ``adequacy_scope`` states what the recipient meets to fall inside a partial decision
-    (e.g. ``dpf_certified``). ``assessed`` is the date of the transfer impact assessment.
+    (e.g. ``dpf_certified``). A decision for an international organisation (the European
+    Patent Organisation) counts only for a recipient that states it is that organisation in
+    ``organisation``. ``assessed`` is the date of the transfer impact assessment.
     """
 
     mechanism: TransferBasisKey
@@ -249,6 +268,7 @@ class Transfer(_Model):
     adequacy_scope: Annotated[list[str], AfterValidator(_known("condition"))] = Field(
         default_factory=list
     )
+    organisation: Annotated[str | None, AfterValidator(_known_organisation)] = None
     scc: SccDecisionKey = "2021/914"
     scc_module: Literal[1, 2, 3, 4] | None = None
     reference: str | None = None
