@@ -18,6 +18,7 @@ import datetime as dt
 import difflib
 import functools
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
@@ -112,12 +113,17 @@ class AdequacyData:
         """International organisations with a decision: id -> title."""
         return {d.organisation: d.title for d in self.decisions.values() if d.organisation}
 
-    def suggest(self, kind: str, value: str) -> str:
-        pool = {
+    def pool(self, kind: str) -> Mapping[str, object]:
+        """The known ids of a kind: 'decision', 'condition' or 'organisation'."""
+        pools: dict[str, Mapping[str, object]] = {
             "decision": self.decisions,
             "condition": self.conditions,
             "organisation": self.organisations,
-        }[kind]
+        }
+        return pools[kind]
+
+    def suggest(self, kind: str, value: str) -> str:
+        pool = self.pool(kind)
         close = difflib.get_close_matches(value, list(pool), n=3, cutoff=0.6)
         return f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
 

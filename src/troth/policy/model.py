@@ -224,11 +224,7 @@ def _known(kind: Literal["decision", "condition", "organisation"]) -> Any:
         from troth.policy.adequacy import adequacy_data  # the data set imports this module
 
         data = adequacy_data()
-        pool = {
-            "decision": data.decisions,
-            "condition": data.conditions,
-            "organisation": data.organisations,
-        }[kind]
+        pool = data.pool(kind)
         for value in values:
             if value not in pool:
                 noun = _NOUNS[kind]
