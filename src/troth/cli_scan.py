@@ -85,10 +85,11 @@ def scan(
         render_text,
         scan_site,
     )
-    from troth.scan.crawler import TROTH_ACCEPT
+    from troth.scan.crawler import TROTH_ACCEPT, validate_url
 
     loaded = _policy(policy)
     try:
+        validate_url(url)
         options = ScanOptions(
             pages=pages,
             accept_selector=accept_selector or TROTH_ACCEPT,

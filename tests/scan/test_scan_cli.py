@@ -84,6 +84,11 @@ def test_without_violations_exit_zero(site: Site, tmp_path: Path) -> None:
             "--map-host: 'shop.test' is not",
         ),
         (["scan", "http://shop.test/", "--pages", "0"], "--pages: must be between 1 and 1000"),
+        (["scan", "http://[::1"], "URL: 'http://[::1' is not a valid address (Invalid IPv6 URL)"),
+        (
+            ["scan", "http://127.0.0.1:99999/"],
+            "URL: 'http://127.0.0.1:99999/' is not a valid address (Port out of range",
+        ),
         (
             ["scan", "http://shop.test/", "--policy", "missing.yaml"],
             "missing.yaml:1:1: no such file",

@@ -31,6 +31,7 @@ from troth.scan.observations import (
     Phase,
     Screenshot,
     is_first_party,
+    redact_url,
 )
 
 if TYPE_CHECKING:
@@ -44,6 +45,7 @@ __all__ = [
     "ScanOptions",
     "crawl",
     "parse_map_host",
+    "validate_url",
 ]
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -111,17 +113,21 @@ def parse_map_host(rule: str) -> tuple[str, str]:
     return pattern, address
 
 
-def _validate_url(url: str) -> tuple[str, str]:
+def validate_url(url: str) -> tuple[str, str]:
     """The start URL without its fragment, and its host; a ScanError unless http(s)."""
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 -- raises ValueError when out of range or not a number
+    except ValueError as exc:
+        raise ScanError(f"URL: {redact_url(url)!r} is not a valid address ({exc})") from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ScanError(f"URL: {url!r} is not an http:// or https:// address")
+        raise ScanError(f"URL: {redact_url(url)!r} is not an http:// or https:// address")
     return urldefrag(url).url, parts.hostname.lower()
 
 
 def crawl(url: str, options: ScanOptions, progress: Progress | None = None) -> Observations:
     """Crawl ``url`` before and after consent and return what the browser saw."""
-    start, host = _validate_url(url)
+    start, host = validate_url(url)
     if not options.chromium.exists():
         raise ScanError(
             f"Chromium is not installed at {options.chromium} (Debian: apt-get install chromium)"
@@ -381,7 +387,7 @@ class _Pass:
             self.obs.problems.append(f"{page.url}: the page does not answer; storage not read")
             return []
         if self.recording:
-            origin = _origin(page.url)
+            origin = _origin(page.url) or ""
             for key in local:
                 self.storage.add(ObservedStorage("local_storage", str(key), origin, self.phase))
             for key in session:
@@ -417,11 +423,9 @@ class _Pass:
     def _same_origin(self, hrefs: list[Any]) -> list[str]:
         out: list[str] = []
         for href in hrefs:
-            if not isinstance(href, str):
+            if not isinstance(href, str) or _origin(href) != self.origin:
                 continue
             url = urldefrag(href).url
-            if _origin(url) != self.origin:
-                continue
             if urlsplit(url).path.lower().endswith(_SKIP_SUFFIXES):
                 continue
             if url not in out:
@@ -433,7 +437,11 @@ class _Pass:
             self.progress(self.phase, url)
 
 
-def _origin(url: str) -> str:
-    parts = urlsplit(url)
-    port = parts.port or (443 if parts.scheme == "https" else 80)
+def _origin(url: str) -> str | None:
+    """``scheme://host:port``; None for an address that cannot be parsed (a page's bad link)."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        return None
     return f"{parts.scheme}://{(parts.hostname or '').lower()}:{port}"

@@ -5,9 +5,10 @@ Plain data, no behaviour beyond small helpers; the crawler fills it, the compari
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Literal
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, urlsplit, urlunsplit
 
 __all__ = [
     "GOOGLE_DOMAINS",
@@ -19,6 +20,7 @@ __all__ = [
     "Screenshot",
     "is_first_party",
     "is_google_host",
+    "redact_url",
 ]
 
 Phase = Literal["before", "after"]
@@ -36,6 +38,18 @@ GOOGLE_DOMAINS = (
 
 def is_google_host(host: str) -> bool:
     return any(host == d or host.endswith("." + d) for d in GOOGLE_DOMAINS)
+
+
+def redact_url(url: str) -> str:
+    """``url`` without a user name or password (``http://user:pw@host/`` -> ``http://host/``):
+    what a report, a problem or an error message may show of an address."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return re.sub(r"//[^/?#]*@", "//", url)
+    if "@" not in parts.netloc:
+        return url
+    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
 
 
 def is_first_party(host: str, site_host: str) -> bool:
