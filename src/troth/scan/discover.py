@@ -147,6 +147,14 @@ def safe_url(url: str) -> str:
         return "<database URL>"
 
 
+def _driver(url: str) -> str:
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        return "?"
+    return f"{parsed.get_backend_name()}+{parsed.get_driver_name()}"
+
+
 def choose_store(datasets: Datasets, url: str, store_id: str | None) -> Datastore:
     """The annotated datastore that describes the database at ``url``."""
     sql = [s for s in datasets.datastores if s.kind != "troth"]
@@ -184,6 +192,12 @@ def discover_database(
         engine = sa.create_engine(url)
     except (ArgumentError, NoSuchModuleError, ValueError):
         raise ScanError(f"DATABASE_URL: {shown!r} is not a database URL troth can use") from None
+    except ImportError as exc:  # the dialect is known, its driver package is not installed
+        driver = _driver(url)
+        missing = f" (Python module {exc.name!r})" if exc.name else ""
+        raise ScanError(
+            f"DATABASE_URL: {shown!r}: driver {driver} is not installed{missing}"
+        ) from None
     database = engine.url.database or ""
     on_disk = engine.url.get_backend_name() == "sqlite" and database not in ("", ":memory:")
     if on_disk and not Path(database).is_file():  # never create an empty database
