@@ -350,8 +350,10 @@ def register(app: typer.Typer) -> None:
         _, requests = _open(policy, database_url)
         try:
             holds = requests.hold(request_id, scope=scope, reason=reason, actor=ACTOR)
-        except TrothError as exc:
+        except PurposeDenied as exc:
             raise _refused(exc) from None
+        except TrothError as exc:
+            raise _fail(str(exc)) from None
         typer.echo(f"{len(holds)} hold(s): {', '.join(str(h.id) for h in holds)}")
 
     @legal.command("release")
@@ -365,8 +367,10 @@ def register(app: typer.Typer) -> None:
         _, requests = _open(policy, database_url)
         try:
             hold = requests.release(hold_id, reason=reason, actor=ACTOR)
-        except TrothError as exc:
+        except PurposeDenied as exc:
             raise _refused(exc) from None
+        except TrothError as exc:
+            raise _fail(str(exc)) from None
         typer.echo(f"hold {hold.id} released")
 
     @legal.command("list")

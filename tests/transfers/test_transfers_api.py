@@ -220,7 +220,7 @@ def test_admin_pages_show_the_register_and_forms_need_csrf(client):
     assert client.get("/admin/disclosures", headers=cookie).status_code == 200
     form = {"authority": "Polizei", "country": "DE", "reference": "P-1",
             "received": "2027-02-01", "decision": "pending", "legal_basis": "§ 163 StPO",
-            "categories": "account ip_address", "subjects": SUBJECT}  # fmt: skip
+            "subjects": SUBJECT}  # fmt: skip
     assert client.post("/admin/legal", data=form, headers=cookie).status_code == 403
     r = client.post("/admin/legal", data={**form, "csrf": csrf}, headers=cookie,
                     follow_redirects=False)  # fmt: skip
@@ -247,3 +247,33 @@ def test_admin_pages_show_the_register_and_forms_need_csrf(client):
     bad = client.post("/admin/legal", data={**form, "country": "ZZ", "csrf": csrf}, headers=cookie)
     assert bad.status_code == 422
     assert "country" in bad.text
+
+
+def test_ids_too_large_for_the_database_are_4xx_not_5xx(client):
+    officer = bearer(client, "privacy_officer")
+    for path in ("/api/legal/9223372036854775808/holds", "/api/legal/2147483648/holds"):
+        r = client.post(path, json={"reason": "x"}, headers=officer)
+        assert r.status_code == 422, r.text
+        assert "request_id" in r.text
+    r = client.post("/api/legal/holds/9223372036854775808/release", json={"reason": "x"},
+                    headers=officer)  # fmt: skip
+    assert r.status_code == 422
+    assert "hold_id" in r.text
+    assert client.post("/api/legal/2147483647/holds", json={"reason": "x"},
+                       headers=officer).status_code == 404  # fmt: skip
+
+
+def test_contradictory_legal_requests_are_422_naming_the_field(client):
+    officer = bearer(client, "privacy_officer")
+    disclosed = {"authority": "A", "country": "DE", "reference": "R", "received": "2027-02-01",
+                 "decision": "disclosed", "legal_basis": "law", "categories": ["account"],
+                 "purpose": "legal_compliance"}  # fmt: skip
+    r = client.post("/api/legal", json=disclosed, headers=officer)
+    assert r.status_code == 422
+    assert r.json()["detail"].startswith("recipient: ")
+    refused = {**disclosed, "decision": "refused", "purpose": None}
+    r = client.post("/api/legal", json=refused, headers=officer)
+    assert r.status_code == 422
+    assert r.json()["detail"].startswith("categories: ")
+    assert client.get("/api/legal", headers=officer).json()["requests"] == []
+    assert client.get("/api/disclosures", headers=officer).json()["disclosures"] == []

@@ -125,3 +125,28 @@ def test_disclosures_and_legal_requests_from_the_command_line(tmp_path):
               *common, env=env)  # fmt: skip
     assert bad.returncode == 2
     assert "--decision" in bad.stderr
+
+
+def test_legal_commands_refuse_what_does_not_fit_without_a_traceback(tmp_path):
+    env = {
+        "TROTH_KEYS_DIR": str(tmp_path / "keys"),
+        "TROTH_AUDIT_HEADS": str(tmp_path / "heads.jsonl"),
+        "TROTH_POLICY": str(SEED),
+        "TROTH_DATABASE_URL": f"sqlite:///{tmp_path / 'troth.db'}",
+    }
+    r = run("legal", "add", "--authority", "A" * 300, "--country", "DE", "--reference", "R",
+            "--received", "2027-01-10", "--decision", "pending", "--legal-basis", "law",
+            env=env)  # fmt: skip
+    assert r.returncode == 2
+    assert "authority: at most 200 characters" in r.stderr
+    assert "Traceback" not in r.stderr
+    r = run("legal", "add", "--authority", "A", "--country", "DE", "--reference", "R",
+            "--received", "2027-01-10", "--decision", "disclosed", "--legal-basis", "law",
+            "--category", "account", env=env)  # fmt: skip
+    assert r.returncode == 2
+    assert "recipient: " in r.stderr
+    r = run("legal", "hold", "9223372036854775808", "--reason", "x", env=env)
+    assert r.returncode == 1
+    assert "unknown_request" in r.stderr
+    assert "Traceback" not in r.stderr
+    assert run("legal", "list", "--json", env=env).stdout.strip() == "[]"

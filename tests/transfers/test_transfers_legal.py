@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import select
 
 from transfers.transfers_world import World, someone
-from troth.errors import PurposeDenied, VocabularyError
+from troth.errors import PurposeDenied, RequestError, VocabularyError
 from troth.store.tables_transfers import legal_request_subjects, legal_requests
 
 
@@ -157,6 +157,71 @@ def test_bad_request_content_is_refused_before_anything_is_stored(world):
 
 
 def test_a_refused_request_discloses_nothing(world):
-    req = add(world, [someone()], decision="refused")
+    req = add(world, [someone()], decision="refused", categories=[], recipient=None, purpose=None)
     assert req.decision == "refused"
     assert world.disclosures.recent() == []
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("authority", "A" * 201), ("reference", "R" * 201), ("legal_basis", "§" * 501),
+     ("note", "n" * 2001), ("authority", "  ")],
+)  # fmt: skip
+def test_text_that_does_not_fit_is_refused_naming_the_field(world, field, value):
+    with pytest.raises(RequestError) as refused:
+        add(world, [someone()], **{field: value})
+    assert refused.value.status == 422
+    assert str(refused.value).startswith(f"{field}: ")
+    assert value not in str(refused.value)
+    assert world.legal.recent() == []
+    assert world.audit_rows() == []
+
+
+@pytest.mark.parametrize("decision", ["disclosed", "partial"])
+@pytest.mark.parametrize("missing", ["recipient", "purpose", "categories"])
+def test_a_disclosing_decision_names_recipient_purpose_and_categories(world, decision, missing):
+    empty: object = [] if missing == "categories" else None
+    with pytest.raises(RequestError) as refused:
+        add(world, [someone()], decision=decision, **{missing: empty})
+    assert str(refused.value).startswith(f"{missing}: ")
+    assert world.legal.recent() == []
+    assert world.disclosures.recent() == []
+
+
+def test_a_partial_decision_records_its_disclosure_to_the_authoritys_country(world):
+    req = add(world, [someone()], decision="partial", categories=["account"])
+    [d] = world.disclosures.recent()
+    assert (d.legal_request_id, d.recipient, d.country, d.categories) == (
+        req.id, "authorities", "DE", ["account"],
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("decision", ["pending", "refused"])
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("categories", ["account"]), ("recipient", "authorities"), ("purpose", "legal_compliance")],
+)
+def test_a_request_that_disclosed_nothing_names_no_categories_or_recipient(
+    world, decision, field, value
+):
+    change = {"categories": [], "recipient": None, "purpose": None, field: value}
+    with pytest.raises(RequestError) as refused:
+        add(world, [someone()], decision=decision, **change)
+    assert str(refused.value).startswith(f"{field}: ")
+    assert world.legal.recent() == []
+
+
+def test_ids_beyond_the_stored_range_are_unknown_not_a_crash(world):
+    add(world, [someone()])
+    huge = 2**63
+    with pytest.raises(PurposeDenied) as denied:
+        world.legal.hold(huge, scope="*", reason="x", actor="u")
+    assert denied.value.rule == "unknown_request"
+    with pytest.raises(PurposeDenied) as denied:
+        world.legal.release(huge, reason="x", actor="u")
+    assert denied.value.rule == "unknown_hold"
+    with pytest.raises(PurposeDenied) as denied:
+        world.legal.release_request(2**31, reason="x", actor="u")
+    assert denied.value.rule == "no_active_hold"
+    assert world.legal.get(huge) is None
+    assert not world.legal.names(huge, someone())

@@ -17,7 +17,7 @@ from typing import Literal, get_args
 from sqlalchemy import Connection, Engine, func, insert, select, update
 
 from troth.audit.log import AuditEvent, AuditLog
-from troth.errors import PurposeDenied
+from troth.errors import PurposeDenied, RequestError
 from troth.keyring.subjects import SubjectHasher
 from troth.policy.model import Policy
 from troth.policy.vocabulary import vocabulary
@@ -100,6 +100,35 @@ class LegalRequest:
         }
 
 
+# The longest text each field may hold (the columns of tables_transfers).
+_LIMITS = {
+    "authority": 200,
+    "reference": 200,
+    "legal_basis": 500,
+    "note": 2000,
+    "actor": 128,
+    "reason": 500,
+}
+
+
+def _invalid(field: str, message: str) -> RequestError:
+    return RequestError(422, "Invalid request", f"{field}: {message}")
+
+
+def _check_text(*, required: bool = True, **values: str) -> None:
+    for field, value in values.items():
+        if required and not value.strip():
+            raise _invalid(field, "must not be empty")
+        if len(value) > _LIMITS[field]:
+            raise _invalid(field, f"at most {_LIMITS[field]} characters, got {len(value)}")
+
+
+def _storable(row_id: int) -> bool:
+    """Whether an id can be a row of these tables (32-bit keys); larger ones do not exist
+    (and SQLite cannot even bind them)."""
+    return 1 <= row_id <= 2**31 - 1
+
+
 def _aware(value: dt.datetime) -> dt.datetime:
     return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
 
@@ -165,19 +194,39 @@ class LegalRequests:
         purpose: str | None = None,
         note: str = "",
     ) -> LegalRequest:
-        """Log a request. When data was disclosed to a declared recipient, each subject's
-        disclosure is recorded (and must be allowed by the policy) in the same transaction.
-        Raises PurposeDenied naming the rule; VocabularyError for an unknown country."""
-        country = vocabulary().country(country).key
-        self._check_categories(categories, "categories")
+        """Log a request. A disclosed or partial decision names the recipient (a declared
+        one) and purpose, and its disclosure to the authority's country is recorded for each
+        subject (and must be allowed by the policy) in the same transaction; a pending or
+        refused one names no categories, recipient or purpose.
+
+        Raises RequestError (422, the message starts with the field) for content that cannot
+        be stored, PurposeDenied naming the rule for what the policy does not allow,
+        VocabularyError for an unknown country. Nothing is stored when any is raised."""
         if decision not in DECISIONS:
             raise PurposeDenied("decision", f"decision: expected one of {', '.join(DECISIONS)}")
+        _check_text(authority=authority, reference=reference, legal_basis=legal_basis)
+        _check_text(note=note, actor=actor, required=False)
+        if decision in _DISCLOSING:
+            if recipient is None:
+                raise _invalid(
+                    "recipient", f"a {decision} decision must name the recipient the data went to"
+                )
+            if purpose is None:
+                raise _invalid("purpose", "name the purpose the disclosure serves")
+            if not categories:
+                raise _invalid("categories", f"a {decision} decision must name what was disclosed")
+        else:
+            for field, value in (
+                ("categories", categories), ("recipient", recipient), ("purpose", purpose)
+            ):  # fmt: skip
+                if value:
+                    raise _invalid(field, f"a {decision} request disclosed nothing: leave it out")
+        country = vocabulary().country(country).key
+        self._check_categories(categories, "categories")
         hashes = sorted({self.hash(s) for s in subjects})
         transfer = None
-        if decision in _DISCLOSING and recipient is not None:
-            if purpose is None:
-                raise PurposeDenied("purpose", "purpose: name the purpose the disclosure serves")
-            transfer = self.disclosures.decide(recipient, purpose, categories, None)
+        if recipient is not None and purpose is not None:
+            transfer = self.disclosures.decide(recipient, purpose, categories, country)
             if not transfer.allowed:
                 raise PurposeDenied(transfer.rule, transfer.reason)
         with writing(self.engine).begin() as conn:
@@ -230,7 +279,7 @@ class LegalRequests:
                         categories=categories,
                         actor=actor,
                         subject_hash=h,
-                        country=None,
+                        country=country,
                         source="legal",
                         legal_request_id=request_id,
                     )
@@ -241,6 +290,8 @@ class LegalRequests:
         return found
 
     def get(self, request_id: int) -> LegalRequest | None:
+        if not _storable(request_id):
+            return None
         found = self._load([request_id])
         return found[0] if found else None
 
@@ -300,6 +351,8 @@ class LegalRequests:
 
     def names(self, request_id: int, subject: str) -> bool:
         """Whether the request names ``subject`` (compared by keyed hash)."""
+        if not _storable(request_id):
+            return False
         with reading(self.engine).connect() as conn:
             return (
                 conn.execute(
@@ -324,6 +377,9 @@ class LegalRequests:
     ) -> list[Hold]:
         """Put the request's subjects (or the named ones among them) under a legal hold of
         ``scope`` ('*' or a data category id). Erasure is blocked until it is released."""
+        _check_text(reason=reason, actor=actor)
+        if not _storable(request_id):
+            raise PurposeDenied("unknown_request", f"there is no legal request {request_id}")
         if scope != "*":
             self._check_categories([scope], "scope")
         with writing(self.engine).begin() as conn:
@@ -393,6 +449,7 @@ class LegalRequests:
     def release(self, hold_id: int, *, reason: str, actor: str) -> Hold:
         """Release one hold, recording why; raises PurposeDenied when it is unknown or was
         already released."""
+        _check_text(reason=reason, actor=actor)
         with writing(self.engine).begin() as conn:
             self._release_in(conn, hold_id, reason, actor)
             head = self.audit.take_head(conn)
@@ -401,6 +458,9 @@ class LegalRequests:
 
     def release_request(self, request_id: int, *, reason: str, actor: str) -> list[Hold]:
         """Release every active hold of a request."""
+        _check_text(reason=reason, actor=actor)
+        if not _storable(request_id):
+            raise PurposeDenied("no_active_hold", f"legal request {request_id} has no active hold")
         with writing(self.engine).begin() as conn:
             ids = [
                 int(i)
@@ -422,6 +482,8 @@ class LegalRequests:
         return self._holds(ids)
 
     def _release_in(self, conn: Connection, hold_id: int, reason: str, actor: str) -> None:
+        if not _storable(hold_id):
+            raise PurposeDenied("unknown_hold", f"there is no legal hold {hold_id}")
         row = conn.execute(
             select(legal_holds.c.limit_id, legal_holds.c.request_id, legal_holds.c.released_at)
             .where(legal_holds.c.id == hold_id)

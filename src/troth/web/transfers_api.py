@@ -15,7 +15,7 @@ from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from troth.errors import PurposeDenied, VocabularyError
+from troth.errors import PurposeDenied, RequestError, VocabularyError
 from troth.keyring.subjects import SUBJECT_PATTERN
 from troth.transfers.disclosures import DisclosureLog
 from troth.transfers.legal import LegalRequests
@@ -31,6 +31,8 @@ Id = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,62}$")]
 Subject = Annotated[str, Field(pattern=SUBJECT_PATTERN.pattern)]
 Country = Annotated[str, Field(pattern=r"^[A-Za-z]{2,5}$")]
 Line = Annotated[str, Field(min_length=1, max_length=200)]
+# Ids of legal requests and holds are stored (and referenced) as 32-bit integers.
+RowId = Annotated[int, Path(ge=1, le=2**31 - 1)]
 T = TypeVar("T")
 
 # Which request field each refusal is about (problem details name it).
@@ -235,11 +237,13 @@ def transfers_router(services: Services) -> APIRouter:
             return _refused(exc)
         except VocabularyError as exc:
             return problem(422, "Invalid request", f"country: {exc}")
+        except RequestError as exc:
+            return problem(exc.status, exc.title, str(exc))
         return JSONResponse(found.as_dict(), status_code=201)
 
     @router.post("/api/legal/{request_id}/holds", status_code=201, summary="Create legal holds")
     async def legal_hold(
-        request_id: Annotated[int, Path(ge=1)],
+        request_id: RowId,
         body: HoldIn,
         who: Annotated[Principal, Depends(require("legal.manage"))],
     ) -> Response:
@@ -255,11 +259,13 @@ def transfers_router(services: Services) -> APIRouter:
             )
         except PurposeDenied as exc:
             return _refused(exc)
+        except RequestError as exc:
+            return problem(exc.status, exc.title, str(exc))
         return JSONResponse({"holds": [h.as_dict() for h in holds]}, status_code=201)
 
     @router.post("/api/legal/holds/{hold_id}/release", summary="Release a legal hold")
     async def legal_release(
-        hold_id: Annotated[int, Path(ge=1)],
+        hold_id: RowId,
         body: ReleaseIn,
         who: Annotated[Principal, Depends(require("legal.manage"))],
     ) -> Response:
@@ -269,6 +275,8 @@ def transfers_router(services: Services) -> APIRouter:
             if exc.rule == "already_released":
                 return problem(409, "Already released", str(exc))
             return _refused(exc)
+        except RequestError as exc:
+            return problem(exc.status, exc.title, str(exc))
         return JSONResponse(hold.as_dict())
 
     # --- admin pages --------------------------------------------------------------------
@@ -344,6 +352,8 @@ def transfers_router(services: Services) -> APIRouter:
             await run(action)
         except ValidationError as exc:
             return await legal_page(request, principal, _first_error(exc), 422)
+        except RequestError as exc:
+            return await legal_page(request, principal, str(exc), exc.status)
         except (PurposeDenied, VocabularyError) as exc:
             rule = getattr(exc, "rule", "country")
             code = 404 if rule in _NOT_FOUND else 422
@@ -384,7 +394,7 @@ def transfers_router(services: Services) -> APIRouter:
     @router.post("/admin/legal/{request_id}/hold")
     async def legal_form_hold(
         request: Request,
-        request_id: Annotated[int, Path(ge=1)],
+        request_id: RowId,
         principal: Annotated[Principal, Depends(require("legal.manage"))],
     ) -> Response:
         data = await _form(request)
@@ -402,7 +412,7 @@ def transfers_router(services: Services) -> APIRouter:
     @router.post("/admin/legal/holds/{hold_id}/release")
     async def legal_form_release(
         request: Request,
-        hold_id: Annotated[int, Path(ge=1)],
+        hold_id: RowId,
         principal: Annotated[Principal, Depends(require("legal.manage"))],
     ) -> Response:
         data = await _form(request)
