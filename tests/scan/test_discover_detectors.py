@@ -25,6 +25,16 @@ def matches(kind: str, value: str) -> bool:
         ("phone", "40012345", False),  # a bare number
         ("phone", "2026-03-31", False),  # a date
         ("phone", "12345.67", False),  # a price
+        ("phone", "+4930123456", True),  # all digits after a '+'
+        ("phone", "(030) 1234567", True),
+        ("phone", "00001000", False),  # an id kept as text
+        ("phone", "0049301234567", False),  # all digits without a '+'
+        ("phone", "03/15/2024", False),  # a US date
+        ("phone", "01-14-2024", False),
+        ("phone", "15.03.2024", False),
+        ("phone", "2024/03/15", False),
+        ("phone", "0001-2345-6789", False),  # '00' but no country code before a separator
+        ("phone", "00 1234 5678", False),
         ("ip", "198.51.100.7", True),
         ("ip", "2001:db8::1", True),
         ("ip", "1.2", False),

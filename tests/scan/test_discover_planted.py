@@ -1,5 +1,6 @@
 """`troth discover` on SQLite and PostgreSQL: planted personal data is found with masked
-evidence, decoys (integer ids, numbers failing Luhn, dates, prices, product names) are not."""
+evidence, decoys (integer ids, ids kept as text, numbers failing Luhn, dates, reference numbers,
+prices, product names) are not."""
 
 from __future__ import annotations
 
@@ -47,6 +48,7 @@ DDL = [
         id INTEGER PRIMARY KEY, external_id BIGINT, email VARCHAR(254),
         referrer_email VARCHAR(254), contact_phone VARCHAR(32), last_login_ip VARCHAR(45),
         full_name VARCHAR(200), loyalty_number VARCHAR(19), created_at VARCHAR(32),
+        member_code VARCHAR(12), renewal_date VARCHAR(12), ticket_ref VARCHAR(20),
         notes TEXT)""",
     """CREATE TABLE orders (
         id INTEGER PRIMARY KEY, customer_id INTEGER, backup_email VARCHAR(254),
@@ -98,6 +100,10 @@ def planted_values() -> dict[str, list[dict[str, object]]]:
             "full_name": f"{FIRST[i % 4]} {LAST[i % 3]}",
             "loyalty_number": loyalty,
             "created_at": f"2026-0{1 + i % 9}-1{i % 10}",
+            # ids kept as text, US dates and reference numbers: none is a phone number
+            "member_code": f"{i * 1000:08d}",
+            "renewal_date": f"0{1 + i % 9}/1{i % 10}/2024".replace("/", "/" if i % 2 else "-"),
+            "ticket_ref": f"0001-{2345 + i:04d}-{6789 + i:04d}",
             "notes": f"Called on Monday about the invoice {i}; will call back next week.",
         })  # fmt: skip
         orders.append({
@@ -145,7 +151,8 @@ def test_planted_columns_found_and_decoys_left_alone(planted) -> None:
     found = [(f.severity, f.kind, f.subject, f.evidence.kind) for f in report.findings]
     assert found == EXPECTED
     with_data = {(e.table, e.column) for e in report.evidence}
-    for decoy in ("id", "external_id", "loyalty_number", "created_at"):
+    for decoy in ("id", "external_id", "loyalty_number", "created_at", "member_code",
+                  "renewal_date", "ticket_ref"):  # fmt: skip
         assert ("customers", decoy) not in with_data
     for decoy in ("id", "customer_id", "amount", "status"):
         assert ("orders", decoy) not in with_data

@@ -2,10 +2,10 @@
 
 Each detector answers for one value; a column is classified when enough of its sampled
 values agree (see :mod:`troth.scan.discover`). The rules are strict on purpose, so that ids,
-counters, prices and reference numbers are not taken for personal data: a phone number needs
-a ``+``, a leading ``0`` or separators; a card number 13-19 digits and the Luhn check; an IBAN
-its country code and the ISO 7064 mod-97 check; a name is only looked for in columns whose
-name says it holds one.
+counters, prices, dates and reference numbers are not taken for personal data: a phone number
+needs a ``+``, or separators after a trunk ``0`` or a country code, and is never a date; a
+card number 13-19 digits and the Luhn check; an IBAN its country code and the ISO 7064 mod-97
+check; a name is only looked for in columns whose name says it holds one.
 """
 
 from __future__ import annotations
@@ -27,6 +27,14 @@ __all__ = [
 _EMAIL = re.compile(r"^[A-Za-z0-9._%+'-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,24}$")
 _PHONE_CHARS = re.compile(r"^\+?[0-9 ()./-]+$")
 _NANP = re.compile(r"^[2-9][0-9]{2}[-. ][0-9]{3}[-. ][0-9]{4}$")
+# 0049 30 1234567: a country code (1-3 digits, not starting with 0), then a separator
+_INTERNATIONAL = re.compile(r"^00[1-9][0-9]{0,2}[ ./-]")
+# 030 1234567, 030/1234567: a trunk 0, an area code not starting with 0, separators
+_NATIONAL = re.compile(r"^0[1-9][0-9]*[ /-][0-9 /-]*[0-9]$")
+# 03/15/2024, 01-14-2024, 15.03.2024, 2024-03-15, 2024/3/1
+_DATE = re.compile(
+    r"^([0-9]{1,2}[./-][0-9]{1,2}[./-][0-9]{2,4}|[0-9]{4}[./-][0-9]{1,2}[./-][0-9]{1,2})$"
+)
 _CARD_CHARS = re.compile(r"^[0-9][0-9 -]*[0-9]$")
 _IBAN = re.compile(r"^[A-Z]{2}[0-9]{2}[A-Z0-9]{11,30}$")
 _NAME_WORD = re.compile(r"^[^\W\d_]+(?:[-'’.][^\W\d_]*)*$")
@@ -77,12 +85,19 @@ def _phone(value: str) -> bool:
     digits = re.sub(r"\D", "", value)
     if not 7 <= len(digits) <= 15:
         return False
-    # International (+49 ..., 0049 ...), with an area code in brackets, national with a
+    # International (+49 ..., 0049 30 ...), with an area code in brackets, national with a
     # trunk 0 and separators (030 1234567), or North American (555-123-4567). A bare run of
-    # digits, a date or a decimal number is not taken for a phone number.
-    if value.startswith(("+", "00", "(")):
+    # digits is a phone number only after a '+' (else it is an id or a counter kept as
+    # text: '00001000'); dates and decimal numbers are not phone numbers.
+    if value.startswith("+"):
         return True
-    if value.startswith("0") and re.search(r"[ /-]", value):
+    if value.isdigit() or _DATE.match(value):
+        return False
+    if value.startswith("00"):
+        return bool(_INTERNATIONAL.match(value))
+    if value.startswith("("):
+        return True
+    if _NATIONAL.match(value):
         return True
     return bool(_NANP.match(value))
 
