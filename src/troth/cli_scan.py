@@ -149,7 +149,9 @@ def discover(
     store: Annotated[
         str | None, typer.Option("--store", help="Which datastore of datasets.yaml this is")
     ] = None,
-    sample: Annotated[int, typer.Option("--sample", help="Rows sampled per table")] = 200,
+    sample: Annotated[
+        int, typer.Option("--sample", help="Non-empty values sampled per column")
+    ] = 200,
     fmt: Annotated[DiscoverFormat, typer.Option("--format", "-f")] = DiscoverFormat.text,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Write here")] = None,
 ) -> None:

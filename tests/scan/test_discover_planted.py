@@ -55,7 +55,9 @@ DDL = [
         amount VARCHAR(12), card_number VARCHAR(19), payout_iban VARCHAR(34),
         status VARCHAR(12))""",
     "CREATE TABLE products (id INTEGER PRIMARY KEY, name VARCHAR(80), sku VARCHAR(20))",
+    "CREATE TABLE signups (id INTEGER PRIMARY KEY, late_email VARCHAR(254))",
 ]
+LATE = 300  # signups.late_email is NULL in its first rows, more of them than are sampled
 
 # Hand-written: what the planted columns are, in the report's order.
 EXPECTED = [
@@ -65,6 +67,7 @@ EXPECTED = [
     ("violation", "undeclared_column", "orders.backup_email", "email"),
     ("violation", "undeclared_column", "orders.card_number", "card"),
     ("violation", "undeclared_column", "orders.payout_iban", "iban"),
+    ("violation", "undeclared_column", "signups.late_email", "email"),
     ("warning", "category_mismatch", "customers.referrer_email", "email"),
     ("warning", "undeclared_column", "customers.notes", "free_text"),
 ]
@@ -112,7 +115,11 @@ def planted_values() -> dict[str, list[dict[str, object]]]:
             "payout_iban": _iban(f"{rnd.randrange(10**17, 10**18)}"), "status": "paid",
         })  # fmt: skip
         products.append({"id": i, "name": f"Plan {i}", "sku": f"{1000000 + i}"})
-    return {"customers": customers, "orders": orders, "products": products}
+    signups = [
+        {"id": i, "late_email": f"late{i}@mail.example" if i > LATE else None}
+        for i in range(1, LATE + 21)
+    ]
+    return {"customers": customers, "orders": orders, "products": products, "signups": signups}
 
 
 def plant(url: str) -> dict[str, list[dict[str, object]]]:
@@ -165,6 +172,8 @@ def test_evidence_has_hit_ratio_and_masked_examples(planted) -> None:
     report = run_discover(url, datasets)
     phone = next(e for e in report.evidence if e.column == "contact_phone")
     assert (phone.hits, phone.sampled) == (16, 20)
+    late = next(e for e in report.evidence if e.column == "late_email")
+    assert (late.hits, late.sampled) == (20, 20)  # the non-empty values, past the NULLs
     card = next(e for e in report.evidence if e.column == "card_number")
     assert (card.hits, card.sampled) == (20, 20)
     assert all(re.fullmatch(r"\*{12}\d{4}", x) for x in card.examples)
@@ -187,7 +196,7 @@ def test_cli_exit_codes_and_suggestion(planted, tmp_path: Path) -> None:
         result.stdout
     )
     assert "      backup_email: {category: account}" in result.stdout  # account maps e-mail
-    assert "6 violation(s), 2 warning(s)" in result.stdout
+    assert "7 violation(s), 2 warning(s)" in result.stdout
 
 
 def test_datasets_without_policy_and_unknown_store_exit_two(tmp_path: Path) -> None:

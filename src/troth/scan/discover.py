@@ -1,8 +1,9 @@
 """`troth discover`: find personal data in a database's columns and compare with the dataset
 annotations (``datasets.yaml``).
 
-The schema is read with SQLAlchemy's inspector; each table's text (and integer) columns are
-sampled with one bounded query, and every sampled value goes through the detectors of
+The schema is read with SQLAlchemy's inspector; each text (and integer) column is sampled
+with one bounded query for its non-empty values (a column empty in its first rows is still
+seen), and every sampled value goes through the detectors of
 :mod:`troth.scan.detectors`. A column is classified as the kind most of its non-empty values
 agree on. Evidence carries the hit ratio and at most three *masked* examples: a report never
 shows a whole value.
@@ -20,7 +21,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 from sqlalchemy.types import NullType
 
@@ -44,6 +45,7 @@ MIN_HITS = 2
 EXAMPLES = 3
 DEFAULT_SAMPLE = 200
 MAX_SAMPLE = 10_000
+SCAN_ROWS = 100_000  # rows looked through per column for its sample of non-empty values
 
 
 @dataclass(frozen=True)
@@ -224,14 +226,11 @@ def _sample_all(engine: Engine, report: DiscoverReport, sample: int) -> None:
                 if _kind_of_type(c["type"]) is not None
             ]
             report.tables += 1
-            if not columns:
-                continue
             report.columns += len(columns)
-            selected: list[sa.ColumnClause[Any]] = [sa.column(name) for name, _ in columns]
-            query = sa.select(*selected).select_from(sa.table(table)).limit(sample)
-            rows = conn.execute(query).all()
-            for index, (name, sql_type) in enumerate(columns):
-                values = [str(row[index]).strip() for row in rows if row[index] is not None]
+            for name, sql_type in columns:
+                values = [
+                    str(v).strip() for v in _sample_column(conn, table, name, sql_type, sample)
+                ]
                 numeric = _kind_of_type(sql_type) == "integer"
                 found = classify_column(table, name, [v for v in values if v], numeric=numeric)
                 if found is not None:
@@ -249,6 +248,19 @@ def _sample_all(engine: Engine, report: DiscoverReport, sample: int) -> None:
                             detector.personal_data,
                         )
                     )
+
+
+def _sample_column(
+    conn: Connection, table: str, name: str, sql_type: Any, sample: int
+) -> list[Any]:
+    """Up to ``sample`` non-empty values of one column, so that a column empty in its first
+    rows is still seen; the rows looked through are bounded (``SCAN_ROWS``) all the same."""
+    source = sa.select(sa.column(name)).select_from(sa.table(table)).limit(SCAN_ROWS).subquery()
+    value = source.c[name]
+    query = sa.select(value).where(value.is_not(None))
+    if _kind_of_type(sql_type) == "text" and isinstance(sql_type, sa.String):
+        query = query.where(value != "")
+    return list(conn.execute(query.limit(sample)).scalars())
 
 
 def _kind_of_type(sql_type: Any) -> Literal["text", "integer"] | None:
