@@ -7,18 +7,25 @@ import csv
 import io
 import json
 import zipfile
+from pathlib import Path
+from typing import Any
 
-from rights.conftest import ALEX, World
+from rights.conftest import ALEX, World, write_datasets
 from troth.consent.ledger import ConsentChange
+from troth.policy.datasets import load_datasets
+from troth.rights.connectors import open_connectors
+from troth.rights.engine import RightsEngine
+from troth.rights.requests_model import check_identities
 
 
 def test_an_email_leads_to_everything_the_person_has(world: World) -> None:
     found = world.engine().discover({"email": [ALEX["email"]]})
 
-    # identities found on the way: account id and ref, phone, both device ids
+    # identities found on the way: account id and ref, both device ids; not the phone
+    # number (a column several accounts may share leads nowhere beyond its row)
     assert found.identities["account_id"] == {"1"}
     assert found.identities["account_ref"] == {ALEX["ref"]}
-    assert found.identities["phone"] == {ALEX["phone"]}
+    assert "phone" not in found.identities
     assert found.identities["device_id"] == set(ALEX["devices"])
     counts = {table: len(rows) for (store, table), rows in found.rows.items()}
     assert counts == {
@@ -123,3 +130,81 @@ def test_troth_own_store_is_searched_by_the_account_ref_found_on_the_way(world: 
     assert [r["subject_account_ref"] for r in found.rows[("troth", "subject_keys")]] == [
         ALEX["ref"]
     ]
+
+
+def test_a_phone_number_two_accounts_share_does_not_lead_to_the_other(world: World) -> None:
+    phone = world.sql("SELECT phone FROM accounts WHERE id = 5")[0][0]
+    assert phone is not None
+    world.sql("UPDATE accounts SET phone = :phone WHERE id = 6", phone=phone)
+
+    found = world.engine().discover({"email": ["user5@example.net"]})
+
+    assert [r["id"] for r in found.rows[("lumen", "accounts")]] == [5]
+    assert found.identities["account_id"] == {"5"}
+    emails = {r["email"] for rows in found.rows.values() for r in rows if r.get("email")}
+    assert emails == {"user5@example.net"}
+
+
+def test_follow_true_makes_a_shared_column_lead_on(world: World, tmp_path: Path) -> None:
+    # the annotation can say a column identifies one person even where the schema does not
+    phone = world.sql("SELECT phone FROM accounts WHERE id = 5")[0][0]
+    world.sql("UPDATE accounts SET phone = :phone WHERE id = 6", phone=phone)
+
+    def follow_phone(data: dict[str, Any]) -> None:
+        data["datastores"][0]["kind"] = world.kind
+        data["datastores"][0]["tables"]["accounts"]["fields"]["phone"]["follow"] = True
+
+    datasets = load_datasets(write_datasets(tmp_path, follow_phone), world.policy)
+    connectors = open_connectors(datasets, troth=world.services, urls={"lumen": world.url})
+    world.opened.append(connectors)
+    found = RightsEngine(world.policy, datasets, connectors).discover(
+        {"email": ["user5@example.net"]}
+    )
+    assert sorted(r["id"] for r in found.rows[("lumen", "accounts")]) == [5, 6]
+
+
+def test_a_ticket_from_one_address_about_another_account(world: World) -> None:
+    # person 7 wrote (from their own address) about account 8. The ticket belongs to the
+    # account's person: 8's request finds it; 7's request finds it too (7's own address is
+    # on it), but never account 8 or anything else of 8's.
+    world.sql(
+        "INSERT INTO support_tickets (id, account_id, email, subject, body, opened_at) "
+        "VALUES (9001, 8, 'user7@example.net', 'Help', 'About my partner''s account', "
+        "'2026-01-02T10:00:00')"
+    )
+    engine = world.engine()
+
+    of_7 = engine.discover({"email": ["user7@example.net"]})
+    assert [r["id"] for r in of_7.rows[("lumen", "accounts")]] == [7]
+    assert 9001 in {r["id"] for r in of_7.rows[("lumen", "support_tickets")]}
+    assert of_7.identities["account_id"] == {"7"}
+    assert all(r.get("account_id") in (None, 7) for r in of_7.rows[("lumen", "invoices")])
+
+    of_8 = engine.discover({"account_id": ["8"]})
+    assert [r["id"] for r in of_8.rows[("lumen", "accounts")]] == [8]
+    assert 9001 in {r["id"] for r in of_8.rows[("lumen", "support_tickets")]}
+    assert "user7@example.net" not in of_8.identities["email"]
+    assert ("lumen", "prospects") not in of_8.rows or all(
+        r["email"] != "user7@example.net" for r in of_8.rows[("lumen", "prospects")]
+    )
+
+
+def test_an_email_is_found_however_it_was_typed(world: World) -> None:
+    world.sql(
+        "INSERT INTO support_tickets (id, account_id, email, subject, body, opened_at) "
+        "VALUES (9002, NULL, 'Sam.Mixed@Example.org', 'Hi', 'x', '2026-01-02T10:00:00')"
+    )
+    engine = world.engine()
+    # stored in lower case, typed in mixed case
+    found = engine.discover(check_identities({"email": ["User5@Example.NET"]}))
+    assert [r["id"] for r in found.rows[("lumen", "accounts")]] == [5]
+    # stored as typed: the request keeps the case, so the row is found and, while it
+    # remains, the erasure is not proven
+    typed = check_identities({"email": ["Sam.Mixed@Example.org"]})
+    assert typed == {"email": ["Sam.Mixed@Example.org"]}
+    proof = engine.prove_erasure(typed)
+    assert proof.remaining[("lumen", "support_tickets")] == 1
+    assert not proof.proven
+    engine.erase(typed, "lumen", actor="test")
+    assert engine.prove_erasure(typed).proven
+    assert world.sql("SELECT email FROM support_tickets WHERE id = 9002") == [(None,)]

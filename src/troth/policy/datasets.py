@@ -31,7 +31,13 @@ references between tables, and how each is erased::
 
 A reference ``column: table.column`` says that a row of this table belongs to whoever the
 referenced row belongs to: the rights engine walks references from the referenced rows to
-the rows that refer to them, and follows every identity it finds on the way.
+the rows that refer to them. A reference to someone else's row (a prospect's
+``referred_by``) is written ``column: {to: table.column, erasure: "null"}``: such rows are
+not the person's, and erasing the referenced row sets the column to NULL.
+
+An identity found in a row joins the search only if the live schema keeps its column
+unique (or it is the key); ``follow: true`` on the field follows it anyway, ``follow:
+false`` never. A field a data subject request may correct says ``rectify: true``.
 
 Erasure strategies: ``delete`` the row, set the field to ``null``, ``mask`` it, or ``keep``
 it with a stated ``reason``. A table's ``erasure`` is the default of its fields; in a table
@@ -110,15 +116,29 @@ class DatasetField:
     identity: IdentityKind | None = None
     erasure: ErasureStrategy | None = None
     reason: str | dict[str, str] | None = None
+    # whether a value found in this field joins the search for the person: None = only if
+    # the live schema keeps the column unique (no one else can hold the value there)
+    follow: bool | None = None
+    rectify: bool = False  # a request may correct it (opt-in)
 
 
 @dataclass(frozen=True)
 class Reference:
-    """``column`` of the declaring table refers to ``to_table.to_column``."""
+    """``column`` of the declaring table refers to ``to_table.to_column``.
+
+    ``erasure`` None: the row belongs to whoever the referenced row belongs to. ``"null"``:
+    the row is someone else's and only points at the person's row (a prospect referred by
+    an account): it is never part of the person's data, and erasing the referenced row sets
+    ``column`` to NULL."""
 
     column: str
     to_table: str
     to_column: str
+    erasure: Literal["null"] | None = None
+
+    @property
+    def owns(self) -> bool:
+        return self.erasure is None
 
 
 @dataclass(frozen=True)
@@ -141,6 +161,14 @@ class DatasetTable:
 
     def identity_fields(self) -> list[DatasetField]:
         return [f for f in self.fields if f.identity]
+
+    def owning_references(self) -> list[Reference]:
+        """References saying this table's rows belong to the referenced rows' person."""
+        return [r for r in self.references if r.owns]
+
+    def links(self) -> list[Reference]:
+        """References to other people's rows, set to NULL when those rows are erased."""
+        return [r for r in self.references if not r.owns]
 
     def columns(self) -> list[str]:
         """Every column the annotations name: key, fields, reference columns (in order)."""
@@ -248,6 +276,13 @@ class _FieldSpec(_Model):
     identity: Identifier | None = None
     erasure: ErasureStrategy | None = None
     reason: Text | None = None
+    follow: bool | None = None
+    rectify: bool = False
+
+
+class _LinkSpec(_Model):
+    to: str
+    erasure: Literal["null"]
 
 
 class _TableSpec(_Model):
@@ -255,7 +290,7 @@ class _TableSpec(_Model):
     erasure: ErasureStrategy = "delete"
     reason: Text | None = None
     fields: dict[SqlName, _FieldSpec] = Field(default_factory=dict)
-    references: dict[SqlName, str] = Field(default_factory=dict)
+    references: dict[SqlName, str | _LinkSpec] = Field(default_factory=dict)
 
 
 class _StoreSpec(_Model):
@@ -402,8 +437,11 @@ class _Checker:
                     (*floc, "erasure"),
                     f"the key column {quote(fname)} cannot be set to {spec.erasure}",
                 )
-        for column, target in table.references.items():
+        for column, ref in table.references.items():
             rloc = (*loc, "references", column)
+            target = ref if isinstance(ref, str) else ref.to
+            if not isinstance(ref, str):
+                rloc = (*rloc, "to")
             match = _REF.match(target)
             if not match:
                 self.add(rloc, f"reference {quote(target)} is not written as table.column")
@@ -441,13 +479,17 @@ def _build(spec: _DatasetsSpec, name: str, source: SourceMap) -> Datasets:
         tables: list[DatasetTable] = []
         for tname, table in store.tables.items():
             fields = [
-                DatasetField(fname, f.category, f.identity, f.erasure, f.reason)
+                DatasetField(
+                    fname, f.category, f.identity, f.erasure, f.reason, f.follow, f.rectify
+                )
                 for fname, f in table.fields.items()
             ]
             refs: list[Reference] = []
-            for column, target in table.references.items():
+            for column, ref in table.references.items():
+                target = ref if isinstance(ref, str) else ref.to
                 to_table, to_column = target.split(".", 1)
-                refs.append(Reference(column, to_table, to_column))
+                erasure = None if isinstance(ref, str) else ref.erasure
+                refs.append(Reference(column, to_table, to_column, erasure))
             tables.append(DatasetTable(tname, table.key, table.erasure, table.reason, fields, refs))
         stores.append(Datastore(store.id, store.kind, store.url, tables, list(store.subjects)))
     return Datasets(1, list(spec.identities), stores, name, source)

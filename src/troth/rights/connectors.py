@@ -19,6 +19,9 @@ datastore needs ``troth`` (an object with ``engine`` and ``vault``, e.g.
 
 from __future__ import annotations
 
+import datetime as dt
+import decimal
+import re
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
@@ -70,6 +73,11 @@ class Connector(Protocol):
 
     def apply(self, plan: StorePlan) -> None:
         """Carry out an erasure plan in ONE transaction: all of it, or nothing."""
+        ...
+
+    def coerce_value(self, table: DatasetTable, column: str, value: str) -> Any:
+        """``value`` (text, as a person typed it) as ``column`` stores it; raises
+        ValueError saying what the column takes (never quoting the value)."""
         ...
 
     def set_value(self, table: DatasetTable, key: Key, column: str, value: Any) -> int:
@@ -387,6 +395,42 @@ class SqlConnector:
             conn.exec_driver_sql(
                 f"UPDATE {q(table.name)} SET {sets} WHERE {q(table.key)} = {self._mark}", rows
             )
+
+    def coerce_value(self, table: DatasetTable, column: str, value: str) -> Any:
+        info = self._columns(table.name).get(column)
+        if info is None:
+            raise ValueError("the column does not exist in the database")
+        kind = info["type"]
+        try:
+            python_type: type | None = kind.python_type
+        except NotImplementedError:
+            python_type = None
+        text = value.strip()
+        if python_type is int:
+            if not re.fullmatch(r"[-+]?\d{1,18}", text):
+                raise ValueError("a whole number is expected")
+            return int(text)
+        if python_type in (float, decimal.Decimal):
+            try:
+                number = decimal.Decimal(text)
+            except decimal.InvalidOperation:
+                raise ValueError("a number is expected") from None
+            if not number.is_finite():
+                raise ValueError("a number is expected")
+            return number if python_type is decimal.Decimal else float(number)
+        if python_type is bool:
+            if text.lower() not in ("true", "false"):
+                raise ValueError("true or false is expected")
+            return text.lower() == "true"
+        if python_type in (dt.date, dt.datetime):
+            try:
+                return python_type.fromisoformat(text)
+            except ValueError:
+                raise ValueError("a date (YYYY-MM-DD) is expected") from None
+        length = getattr(kind, "length", None)
+        if isinstance(length, int) and len(value) > length:
+            raise ValueError(f"at most {length} characters")
+        return value
 
     def set_value(self, table: DatasetTable, key: Key, column_name: str, value: Any) -> int:
         q = self._q

@@ -3,9 +3,15 @@ erase it by the declared strategies, correct it, and prove that it is gone.
 
 Discovery walks breadth-first. Each round asks every table once (in batches of
 :data:`troth.rights.connectors.BATCH` values) for the rows whose identity fields hold an
-identity known so far, or whose reference columns point at a row found so far; every
-identity in a found row joins the search (an e-mail finds the account, the account's id
-finds its devices, a device id finds threat events recorded under it, in any datastore).
+identity known so far, or whose reference columns point at a row found so far. An
+identity found in a row joins the search only when no one else can hold it there: the
+column is the table's key or the live schema keeps it unique (an e-mail finds the
+account, the account's id finds its devices, a device id finds threat events recorded
+under it, in any datastore), or the annotation says ``follow: true``. A value several
+people can share (a phone number, the account id written on a support ticket) is used for
+nothing beyond its row: a ticket sent from address X about account Y is found by X's
+request (X's own address) and by Y's (it refers to Y's account), but X's request does not
+reach Y's account. E-mail identities are searched as given and in lower case.
 Only indexed columns are asked (``troth check --connect`` says which are not), so the work
 is proportional to the person's rows, never to the size of a table.
 
@@ -24,7 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from troth.errors import PolicyError
-from troth.policy.datasets import Datasets, DatasetTable
+from troth.policy.datasets import DatasetField, Datasets, DatasetTable
 from troth.policy.model import Policy
 from troth.policy.types import text_for
 from troth.rights.connectors import Connector
@@ -37,9 +43,11 @@ __all__ = [
     "Identities",
     "RightsEngine",
     "TableOutcome",
+    "rectifiable",
 ]
 
 _MASK = "erased-"
+EMAIL = "email"  # the identity kind whose values are e-mail addresses
 
 
 @dataclass
@@ -107,6 +115,14 @@ class ErasureProof:
         return not any(self.remaining.values())
 
 
+def _variants(kind: str, value: str) -> set[str]:
+    """The values to search for: e-mail addresses as given and in lower case (services
+    store them either way; the search itself compares exactly)."""
+    if kind == EMAIL:
+        return {value, value.lower()}
+    return {value}
+
+
 def _normalise(identities: Identities) -> dict[str, set[str]]:
     out: dict[str, set[str]] = defaultdict(set)
     for kind, values in identities.items():
@@ -115,7 +131,7 @@ def _normalise(identities: Identities) -> dict[str, set[str]]:
         for value in values:
             text = str(value).strip()
             if text:
-                out[kind].add(text)
+                out[kind].update(_variants(kind, text))
     return out
 
 
@@ -146,6 +162,7 @@ class RightsEngine:
             raise PolicyError(f"no connector open for datastore(s): {', '.join(missing)}")
         self._order = {sid: _erasure_order(c) for sid, c in self.connectors.items()}
         self._unique: dict[tuple[str, str], list[str]] = {}
+        self._follow: dict[tuple[str, str], list[DatasetField]] = {}
 
     # --- finding ---------------------------------------------------------------------------
 
@@ -172,6 +189,7 @@ class RightsEngine:
                         asked[(sid, table.name, column)].update(str(v) for v in values)
                     rows = connector.fetch(table, where)
                     unique = self._unique_columns(sid, connector, table)
+                    follow = self._followed(sid, connector, table)
                     bucket = found[(sid, table.name)]
                     for row in rows:
                         key = row.get(table.key)
@@ -184,16 +202,31 @@ class RightsEngine:
                         for column in unique:
                             if row.get(column) is not None:
                                 asked[(sid, table.name, column)].add(str(row[column]))
-                        for f in table.identity_fields():
+                        # a value several people can share (a phone, a ticket's account id)
+                        # says nothing about who this person is: it stays with its row
+                        for f in follow:
                             value = row.get(f.name)
                             if value is not None and str(value) != "":
                                 assert f.identity is not None
-                                known[f.identity].add(str(value))
+                                known[f.identity].update(_variants(f.identity, str(value)))
                     progress = progress or bool(where)
         return Discovery(
             {k: set(v) for k, v in known.items()},
             {k: list(v.values()) for k, v in found.items() if v},
         )
+
+    def _followed(self, sid: str, connector: Connector, table: DatasetTable) -> list[DatasetField]:
+        """Identity fields whose values found in a row join the search: those the live
+        schema keeps unique (or the table's key), unless the annotation says ``follow``."""
+        key = (sid, table.name)
+        if key not in self._follow:
+            unique = set(self._unique_columns(sid, connector, table))
+            self._follow[key] = [
+                f
+                for f in table.identity_fields()
+                if f.follow or (f.follow is None and f.name in unique)
+            ]
+        return self._follow[key]
 
     def _unique_columns(self, sid: str, connector: Connector, table: DatasetTable) -> list[str]:
         key = (sid, table.name)
@@ -219,7 +252,7 @@ class RightsEngine:
             new = [v for v in known.get(f.identity, ()) if v not in done]  # text
             if new:
                 where[f.name] = sorted(new)
-        for ref in table.references:
+        for ref in table.owning_references():
             targets = found.get((sid, ref.to_table), {})
             done = asked.get((sid, table.name, ref.column), set())
             values = {r.get(ref.to_column) for r in targets.values()}
@@ -259,8 +292,31 @@ class RightsEngine:
             plan, report = self._plan(datastore, connector, found, holds)
             plan.actor = actor
             plan.identities = {k: frozenset(v) for k, v in found.identities.items()}
+            self._unlink_others(connector, plan, found)
             connector.apply(plan)
         return report
+
+    @staticmethod
+    def _unlink_others(connector: Connector, plan: StorePlan, found: Discovery) -> None:
+        """Other people's rows that only point at a row about to be deleted (a reference
+        declared with ``erasure: null``) lose the link, in the same transaction."""
+        plans = {tp.table.name: tp for tp in plan.tables}
+        for tp in plan.tables:
+            for link in tp.table.links():
+                parent = plans.get(link.to_table)
+                if parent is None or not parent.delete:
+                    continue
+                doomed = set(parent.delete)
+                pkey = parent.table.key
+                values = [
+                    r[link.to_column]
+                    for r in found.rows.get((plan.datastore, link.to_table), [])
+                    if r[pkey] in doomed and r.get(link.to_column) is not None
+                ]
+                if not values:
+                    continue
+                for row in connector.fetch(tp.table, {link.column: values}):
+                    tp.unlink.setdefault(row[tp.table.key], {})[link.column] = None
 
     def _connector(self, datastore: str) -> Connector:
         try:
@@ -345,12 +401,27 @@ class RightsEngine:
         """A row that stays and still refers to a row planned for deletion keeps that row
         too (the database would refuse the delete, and the kept row would lose its context);
         the kept row's reasons carry over, up the references, until nothing changes."""
+        doomed = {name: set(tp.delete) for name, tp in plans.items()}
+        # (table, column) -> value -> keys of the rows planned for deletion holding it
+        index: dict[tuple[str, str], dict[Any, list[Key]]] = {}
+
+        def doomed_by(to_table: str, to_column: str) -> dict[Any, list[Key]]:
+            where = (to_table, to_column)
+            if where not in index:
+                pkey = plans[to_table].table.key
+                by_value: dict[Any, list[Key]] = defaultdict(list)
+                for prow in rows_of[to_table]:
+                    if prow[pkey] in doomed[to_table] and prow.get(to_column) is not None:
+                        by_value[prow[to_column]].append(prow[pkey])
+                index[where] = by_value
+            return index[where]
+
         changed = True
         while changed:
             changed = False
             for table in order:
                 tp = plans[table.name]
-                deleted = set(tp.delete)
+                deleted = doomed[table.name]
                 for row in rows_of[table.name]:
                     key = row[table.key]
                     if key in deleted:
@@ -358,22 +429,23 @@ class RightsEngine:
                     reasons = kept_rows[table.name].get(key) or [
                         f"referred to by kept rows of {table.name}"
                     ]
-                    for ref in table.references:
+                    for ref in table.owning_references():
                         if ref.to_table not in plans or ref.to_table == table.name:
                             continue
                         if ref.column in tp.update.get(key, {}):
                             continue  # the link itself is erased
                         value = row.get(ref.column)
-                        parent = plans[ref.to_table]
-                        if value is None or not parent.delete:
+                        if value is None or not doomed[ref.to_table]:
                             continue
-                        pkey = parent.table.key
-                        doomed = set(parent.delete)
-                        for prow in rows_of[ref.to_table]:
-                            if prow.get(ref.to_column) == value and prow[pkey] in doomed:
-                                parent.delete.remove(prow[pkey])
-                                kept_rows[ref.to_table][prow[pkey]] = list(reasons)
+                        spared = doomed_by(ref.to_table, ref.to_column).pop(value, [])
+                        for pkey in spared:
+                            if pkey in doomed[ref.to_table]:
+                                doomed[ref.to_table].discard(pkey)
+                                kept_rows[ref.to_table][pkey] = list(reasons)
                                 changed = True
+        for name, tp in plans.items():
+            if len(tp.delete) != len(doomed[name]):
+                tp.delete = [k for k in tp.delete if k in doomed[name]]
 
     def _row_changes(
         self, table: DatasetTable, row: Row, holds: Collection[tuple[str, str]]
@@ -431,12 +503,31 @@ class RightsEngine:
                 f"field '{field}' of table '{table}' identifies the person or links rows; "
                 "it cannot be rectified through a request"
             )
+        own_store = self.datasets.store(datastore).kind == "troth"  # its records refuse below
+        if not own_store and not rectifiable(t, field):
+            raise PolicyError(
+                f"field '{field}' of table '{table}' is not open to correction (it is kept "
+                "as recorded, or the annotations do not say 'rectify: true')"
+            )
+        stored = self.coerce_value(datastore, table, field, value)
         found = self.discover(identities)
         changed = 0
         for row in found.rows.get((datastore, table), []):
-            if row.get(field) != value:
-                changed += connector.set_value(t, row[t.key], field, value)
+            if row.get(field) != stored:
+                changed += connector.set_value(t, row[t.key], field, stored)
         return changed
+
+    def coerce_value(self, datastore: str, table: str, field: str, value: str) -> Any:
+        """The correction ``value`` as the column stores it; raises PolicyError naming the
+        field (never the value) when the column cannot take it."""
+        connector = self._connector(datastore)
+        t = next((x for x in connector.tables() if x.name == table), None)
+        if t is None:
+            raise PolicyError(f"table '{table}' is not declared in datastore '{datastore}'")
+        try:
+            return connector.coerce_value(t, field, value)
+        except ValueError as exc:
+            raise PolicyError(f"{datastore}.{table}.{field}: {exc}") from None
 
     # --- proving ---------------------------------------------------------------------------
 
@@ -467,6 +558,19 @@ class RightsEngine:
         return self.prove_erasure(identities, holds=holds).remaining
 
 
+def rectifiable(table: DatasetTable, name: str) -> bool:
+    """Whether a request may correct ``table.name``: the annotations open it to correction
+    (``rectify: true``), and it is no key, identity or reference (those find the person
+    rather than describe them) nor a field erasure keeps (records kept by law stay as
+    recorded)."""
+    f = table.field(name)
+    if f is None or not f.rectify or f.identity or name == table.key:
+        return False
+    if any(r.column == name for r in table.references):
+        return False
+    return table.strategy(f) != "keep"
+
+
 def _erasure_order(connector: Connector) -> tuple[list[DatasetTable], list[tuple[str, str]]]:
     """Tables so that rows referring to others are erased before the rows they refer to;
     where references form a cycle, one reference column (a nullable one, if any) is cut:
@@ -476,7 +580,7 @@ def _erasure_order(connector: Connector) -> tuple[list[DatasetTable], list[tuple
     # parent -> children referring to it (self references need no order)
     children: dict[str, list[tuple[str, str]]] = defaultdict(list)
     for t in tables:
-        for ref in t.references:
+        for ref in t.owning_references():
             if ref.to_table in names and ref.to_table != t.name:
                 children[ref.to_table].append((t.name, ref.column))
     by_name = {t.name: t for t in tables}

@@ -87,6 +87,9 @@ class RequestDesk:
         self.identity_kinds: Callable[[], Sequence[str] | None] | None = None
         self.subject_kinds: Callable[[], Sequence[str]] = lambda: ("account_id",)
         self.correctable: Callable[[], Sequence[str] | None] | None = None
+        # set by the executor: raises RequestError when a correction's value does not fit
+        # its column (checked before the request is queued)
+        self.check_correction: Callable[[str, str], None] | None = None
 
     # --- reading ---------------------------------------------------------------------------
 
@@ -296,7 +299,9 @@ class RequestDesk:
         if accounts:
             return self._account_hash(accounts[0])
         kind = sorted(identities)[0]
-        return self.sealer.digest("subject", kind, sorted(identities[kind])[0])
+        # the same person however they typed their address
+        values = sorted(v.lower() if kind == "email" else v for v in identities[kind])
+        return self.sealer.digest("subject", kind, values[0])
 
     # --- the lifecycle ---------------------------------------------------------------------
 
@@ -335,15 +340,22 @@ class RequestDesk:
             raise RequestError(
                 422, "Invalid request", "corrections: say which data to correct, and to what"
             )
+        if kind in ("restriction", "objection"):
+            scope = str((params or {}).get("scope", "*"))
+            if scope != "*" and scope not in self.config.purposes:
+                raise RequestError(422, "Invalid request", "scope: not a purpose of the policy")
         allowed = self.correctable() if self.correctable else None
-        for target in corrections or {}:
+        for target, value in (corrections or {}).items():
             if allowed is not None and target not in allowed:
                 raise RequestError(
                     422,
                     "Invalid request",
                     f"corrections.{target}: not a declared field a request may correct "
-                    "(store.table.field; identities, keys and references cannot be)",
+                    "(store.table.field with 'rectify: true' in the annotations; identities, "
+                    "keys, references and records kept by law cannot be)",
                 )
+            if self.check_correction is not None:
+                self.check_correction(target, value)
         request_id = uuid.uuid4().hex
         now = self.clock()
         sealed = self.sealer.seal(

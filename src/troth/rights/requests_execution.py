@@ -31,7 +31,7 @@ from troth.policy.datasets import Datasets, load_datasets
 from troth.policy.model import Policy
 from troth.policy.types import text_for
 from troth.rights.delivery import Deliveries
-from troth.rights.engine import Discovery, RightsEngine
+from troth.rights.engine import Discovery, RightsEngine, rectifiable
 from troth.rights.jobs import Job, Outcome, enqueue, jobs_of, requeue_failed
 from troth.rights.requests import RequestDesk
 from troth.rights.requests_errors import RequestError
@@ -153,7 +153,9 @@ class Executor:
 
     def rectifiable(self) -> list[tuple[str, str]]:
         """(``store.table.field``, label) of every declared field a request may correct:
-        not keys, identities or references, which find the person rather than describe them."""
+        those the annotations open to correction (``rectify: true``), never keys,
+        identities or references (they find the person rather than describe them) nor
+        fields erasure keeps (records kept by law are not rewritten on request)."""
         if self.datasets_path is None:
             return []
         lang = self.policy.default_language
@@ -161,13 +163,33 @@ class Executor:
         out = []
         for store in self.datasets().datastores:
             for table in store.tables:
-                links = {r.column for r in table.references}
                 for f in table.fields:
-                    if f.identity or f.name == table.key or f.name in links or not f.category:
+                    if not rectifiable(table, f.name):
                         continue
-                    label = f"{names.get(f.category, f.category)}: {table.name} {f.name}"
+                    group = names.get(f.category, f.category) if f.category else store.id
+                    label = f"{group}: {table.name} {f.name}"
                     out.append((f"{store.id}.{table.name}.{f.name}", label))
         return out
+
+    def check_correction(self, target: str, value: str) -> None:
+        """Refuse (422, naming the field) a correction its column cannot take, before the
+        request is queued; 503 when the datastore cannot be reached to say."""
+        if self.datasets_path is None:
+            return
+        store, _, rest = target.partition(".")
+        table, _, field = rest.partition(".")
+        try:
+            self.rights_engine().coerce_value(store, table, field, value)
+        except PolicyError as exc:
+            message = str(exc).removeprefix(f"{target}: ")
+            raise RequestError(422, "Invalid request", f"corrections.{target}: {message}") from None
+        except StoreError:
+            raise RequestError(
+                503,
+                "Datastore unreachable",
+                f"corrections.{target}: datastore '{store}' cannot be reached to check the "
+                "value; try again later",
+            ) from None
 
     def subject_kinds(self) -> list[str]:
         """Identity kinds whose values are troth subjects (the 'troth' datastore's)."""
@@ -338,6 +360,8 @@ class Executor:
         jobs = jobs_of(conn, job.request_id)
         if any(j.state != "done" for j in jobs):
             return None
+        if job.operation != "discover" and self._queue_last(conn, view, jobs):
+            return None
         self._complete(conn, row, view, jobs, outbox)
         return lambda: self._send(job.request_id, outbox)
 
@@ -366,8 +390,31 @@ class Executor:
             payload = self.desk.sealed_payload(conn, view.id)
             stores = sorted({t.partition(".")[0] for t in payload.get("corrections", {})})
         else:
-            stores = [s.id for s in self.datasets().datastores]
+            stores = self._first_stores(operation)
         enqueue(conn, view.id, operation, stores, self.desk.clock())
+
+    def _first_stores(self, operation: str) -> list[str]:
+        """The datastores whose jobs start at once. An erasure erases the service's own
+        databases first and troth's store (where the vault shreds the data key) only after
+        they all succeeded: a service database that refuses must not leave a request whose
+        key is already gone."""
+        stores = self.datasets().datastores
+        if operation != "erase":
+            return [s.id for s in stores]
+        first = [s.id for s in stores if s.kind != "troth"]
+        return first or [s.id for s in stores]
+
+    def _queue_last(self, conn: Connection, view: RequestView, jobs: list[Job]) -> bool:
+        """After the service databases' erasure jobs are done: queue troth's own store."""
+        if _OPERATION[view.kind] != "erase":
+            return False
+        queued = {j.datastore for j in jobs if j.operation == "erase"}
+        last = [
+            s.id for s in self.datasets().datastores if s.kind == "troth" and s.id not in queued
+        ]
+        if not last:
+            return False
+        return enqueue(conn, view.id, "erase", last, self.desk.clock()) > 0
 
     def _complete(
         self, conn: Connection, row: Any, view: RequestView, jobs: list[Job], outbox: Outbox

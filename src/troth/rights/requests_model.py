@@ -65,6 +65,7 @@ class DeskConfig:
     code_attempts: int = 5
     public_url: str = ""
     service: str = "our service"
+    purposes: frozenset[str] = frozenset()  # the policy's: what a restriction may be scoped to
 
 
 @dataclass(frozen=True)
@@ -200,7 +201,9 @@ def request_workload(engine: Engine, today: dt.date) -> Workload:
 def check_identities(
     identities: Mapping[str, Sequence[str]], kinds: Sequence[str] = IDENTITY_KINDS
 ) -> dict[str, list[str]]:
-    """Validated, normalised identities (e-mail addresses in lower case, no duplicates).
+    """Validated identities, without duplicates. E-mail addresses stay as typed: services
+    store them either way, so the rights engine searches for them as typed and in lower
+    case.
 
     Errors name the field, never the value."""
     out: dict[str, list[str]] = {}
@@ -231,7 +234,6 @@ def check_identities(
                     raise RequestError(
                         422, "Invalid request", "identities.email: not an e-mail address"
                     )
-                value = value.lower()
             if value not in clean:
                 clean.append(value)
         out[kind] = clean

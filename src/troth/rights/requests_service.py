@@ -145,6 +145,7 @@ def open_rights(
         code_attempts=settings.rights_code_attempts,
         public_url=settings.public_url or (str(policy.url) if policy.url else ""),
         service=policy.service,
+        purposes=frozenset(p.id for p in policy.purposes),
     )
     desk = RequestDesk(engine, audit, sealer, mailer, vault.hash, config, clock)
     deliveries = Deliveries(
@@ -160,12 +161,15 @@ def open_rights(
             return None
 
     def correctable() -> list[str] | None:
+        if datasets is None:
+            return None  # no annotations: execution says why, not submission
         try:
-            return [target for target, _label in executor.rectifiable()] or None
+            return [target for target, _label in executor.rectifiable()]
         except RequestError:
             return None
 
     desk.identity_kinds = identity_kinds
     desk.subject_kinds = executor.subject_kinds
     desk.correctable = correctable
+    desk.check_correction = executor.check_correction
     return Rights(settings, engine, audit, desk, deliveries, executor, clock)

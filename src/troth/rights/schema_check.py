@@ -2,7 +2,9 @@
 
 For every SQL datastore: the declared tables and columns exist, and every column the
 rights engine searches by (identity fields and reference columns) leads an index, a
-unique constraint or the primary key — else each request would scan the table. Findings
+unique constraint or the primary key — else each request would scan the table; and every
+foreign key of the live schema that points into a declared table is declared as a
+reference — else erasing the rows it points at fails (or, worse, half-succeeds). Findings
 read like lint findings, at the place in the annotations file (``file:LINE:COL``).
 """
 
@@ -90,6 +92,7 @@ def _check_store(
                 )
                 continue
             findings += _check_table(datasets, store, table, inspector)
+        findings += _check_foreign_keys(datasets, store, inspector, existing)
     finally:
         connector.close()
     return findings
@@ -147,3 +150,61 @@ def _check_table(
                 )
             )
     return findings
+
+
+def _check_foreign_keys(
+    datasets: Datasets, store: Datastore, inspector: Inspector, existing: set[str]
+) -> list[Finding]:
+    """R006: a live foreign key into a declared table that the annotations do not declare
+    (at the referring table if it is declared, else at the table referred to). R007: a
+    reference to someone else's row (``erasure: null``) on a column that cannot be NULL."""
+    declared = {t.name: t for t in store.tables}
+    findings: list[Finding] = []
+    try:
+        for name in sorted(existing):
+            table = declared.get(name)
+            for fk in inspector.get_foreign_keys(name):
+                target = fk.get("referred_table")
+                columns = fk.get("constrained_columns") or []
+                if target not in declared or not columns:
+                    continue
+                column = columns[0]
+                ref = (
+                    next((r for r in table.references if r.column == column), None)
+                    if table
+                    else None
+                )
+                if ref is not None:
+                    if not ref.owns and _not_null(inspector, name, column):
+                        findings.append(
+                            _finding(
+                                datasets,
+                                "R007",
+                                f"reference '{name}.{column}' is declared with erasure null, "
+                                "but the column cannot be NULL",
+                                store.id,
+                                name,
+                                column,
+                                reference=True,
+                            )
+                        )
+                    continue
+                to = f"{target}.{(fk.get('referred_columns') or ['id'])[0]}"
+                message = (
+                    f"foreign key '{name}.{column}' -> '{to}' is not declared as a reference: "
+                    f"erasing rows of '{target}' would fail. Declare it in the references of "
+                    f"'{name}': '{column}: {to}' if its rows belong to the same person, or "
+                    f"'{column}: {{to: {to}, erasure: \"null\"}}' if they are someone else's"
+                )
+                where = name if table is not None else target
+                findings.append(_finding(datasets, "R006", message, store.id, where))
+    except SQLAlchemyError as exc:
+        origin = type(getattr(exc, "orig", None) or exc).__name__
+        message = f"cannot read the foreign keys of datastore '{store.id}' ({origin})"
+        findings.append(_finding(datasets, "R001", message, store.id))
+    return findings
+
+
+def _not_null(inspector: Inspector, table: str, column: str) -> bool:
+    info = next((c for c in inspector.get_columns(table) if c["name"] == column), None)
+    return info is not None and not info.get("nullable", True)
