@@ -371,7 +371,7 @@ def test_opt_out_region_runs_tags_before_a_choice(open_site: Opener) -> None:
 
 
 def add_social_cookie(data: dict[str, Any]) -> None:
-    data["version"] = "1.1.0"
+    data["version"] = "1.2.0"
     data["tracking"].append(
         {
             "id": "social_cookie",
@@ -419,7 +419,7 @@ def test_material_change_reasks_only_that_category(
         )
         assert consents == [True, True, None]
         state = effective(v2, vid)
-        assert state["policy_version"] == "1.1.0"
+        assert state["policy_version"] == "1.2.0"
         assert statuses(state)["advertising"] == "expired"
         assert statuses(state)["analytics"] == "given"
         assert statuses(state)["preferences"] == "given"
@@ -442,11 +442,11 @@ def test_material_change_reasks_only_that_category(
         wait_for_tags(page, "advertising")
         assert "/troth/demo-ads.js" in visit.paths()
         assert visit.cookies()["troth_consent"] == (
-            f"v1.{vid}.1.1.0.preferences:1:1~analytics:1:1~advertising:1:2"
+            f"v1.{vid}.1.2.0.preferences:1:1~analytics:1:1~advertising:1:2"
         )
         state = effective(v2, vid)
         assert statuses(state)["advertising"] == "given"
-        assert state["categories"]["advertising"]["policy_version"] == "1.1.0"
+        assert state["categories"]["advertising"]["policy_version"] == "1.2.0"
 
 
 # --- keyboard and accessibility -----------------------------------------------------------

@@ -199,7 +199,7 @@ def test_publishing_is_immutable_and_ordered(engine, seed, seed_variant):
 
 
 def _add_ad_cookie(d):
-    d["version"] = "1.1.0"
+    d["version"] = "1.2.0"
     d["tracking"].append(
         {
             "id": "social_cookie",
@@ -228,7 +228,7 @@ def test_material_change_expires_consent_for_that_category_only(engine, seed, se
     assert state.categories["advertising"].status == "expired"
     assert not state.allowed("advertising")
     assert state.allowed("analytics")
-    fresh = ConsentChange(v, {"advertising": "given"}, "api", "en", "1.1.0")
+    fresh = ConsentChange(v, {"advertising": "given"}, "api", "en", "1.2.0")
     v2.record(fresh)
     assert v2.effective(v).allowed("advertising")
 
