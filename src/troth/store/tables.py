@@ -23,6 +23,7 @@ __all__ = [
     "audit_state",
     "consent_current",
     "consent_events",
+    "maintenance_runs",
     "metadata",
     "policy_versions",
     "processing_limits",
@@ -199,6 +200,14 @@ tracking_salts = Table(
     metadata,
     Column("day", Date, primary_key=True),
     Column("salt", LargeBinary, nullable=False),
+)
+
+# Periodic work that one process of many should do (the hourly purge): who ran it last.
+maintenance_runs = Table(
+    "maintenance_runs",
+    metadata,
+    Column("task", String(64), primary_key=True),
+    Column("last_run", DateTime(timezone=True), nullable=False),
 )
 
 # Tables of the later capabilities are declared in their own modules on the same metadata;

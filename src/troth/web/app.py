@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import hashlib
 import json
 import os
@@ -29,6 +30,7 @@ from troth.policy.loader import load_policy
 from troth.policy.model import Policy
 from troth.render.output import render_policy, render_table
 from troth.store.batch import BatchWriter
+from troth.store.maintenance import claim
 from troth.tracking.purge import purge
 from troth.tracking.recorder import Recorder
 from troth.tracking.tracker import Tracker
@@ -52,16 +54,15 @@ _HTML = "text/html; charset=utf-8"
 
 
 async def _purge_hourly(services: Services, first_after: float = 60.0) -> None:
-    """Retention inside `troth serve`: purge a minute after start, then every hour (audited).
+    """Retention inside `troth serve`: purge a minute after start, then every hour (audited;
+    with several workers, the first to ask each hour does it).
 
     A purge in progress is allowed to finish on shutdown, so it never holds a connection
     while the engine is disposed."""
     loop = asyncio.get_running_loop()
     await asyncio.sleep(first_after)
     while True:
-        job = loop.run_in_executor(
-            None, lambda: purge(services.engine, services.policy, services.audit)
-        )
+        job = loop.run_in_executor(None, lambda: _purge_if_due(services))
         try:
             await asyncio.shield(job)
         except asyncio.CancelledError:
@@ -73,6 +74,12 @@ async def _purge_hourly(services: Services, first_after: float = 60.0) -> None:
                 f"troth: purge failed ({type(exc).__name__}); retrying in an hour", file=sys.stderr
             )
         await asyncio.sleep(3600)
+
+
+def _purge_if_due(services: Services) -> None:
+    """Of several workers (or hosts) on one database, only one purges each hour."""
+    if claim(services.engine, "tracking.purge", dt.timedelta(minutes=55)):
+        purge(services.engine, services.policy, services.audit)
 
 
 def create_app_from_env() -> FastAPI:
