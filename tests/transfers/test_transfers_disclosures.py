@@ -114,6 +114,7 @@ def test_audit_entries_carry_no_identity_in_clear(world):
         categories=["account"],
         actor="user:1",
         subject=subject,
+        country="SG",
     )
     with pytest.raises(PurposeDenied):
         world.disclosures.record(
@@ -122,6 +123,7 @@ def test_audit_entries_carry_no_identity_in_clear(world):
             categories=["account"],
             actor="user:1",
             subject=subject,
+            country="SG",
         )
     rows = world.audit_rows()
     assert [r["action"] for r in rows[-2:]] == ["disclosure", "disclosure.denied"]
@@ -202,6 +204,7 @@ def test_vault_disclosure_refused_by_the_vault_records_nothing(world):
             purpose="provide_service",
             categories=["account"],
             actor="svc",
+            country="DE",
         )
     assert denied.value.rule == "restriction"
     assert count(world) == 0
@@ -216,6 +219,7 @@ def test_a_subjects_disclosures_for_access_and_unlinking_after_erasure(world):
             categories=["account"],
             actor="svc",
             subject=s,
+            country="US",
         )
     [mine] = world.disclosures.for_subject(subject)
     assert mine.recipient == "group_companies"
@@ -224,3 +228,50 @@ def test_a_subjects_disclosures_for_access_and_unlinking_after_erasure(world):
     assert world.disclosures.for_subject(subject) == []
     assert len(world.disclosures.for_subject(other)) == 1
     assert world.disclosures.report("recipient")[0].disclosures == 2  # still counted
+
+
+@pytest.mark.parametrize("recipient", ["service_providers", "group_companies"])
+def test_a_recipient_in_several_countries_needs_the_country(world, recipient):
+    with pytest.raises(PurposeDenied) as denied:
+        world.disclosures.record(
+            recipient=recipient, purpose="provide_service", categories=["account"], actor="u"
+        )
+    assert denied.value.rule == "country_required"
+    assert count(world) == 0
+    d = world.disclosures.record(
+        recipient=recipient, purpose="provide_service", categories=["account"], actor="u",
+        country="us",
+    )  # fmt: skip
+    assert d.country == "US"
+
+
+def test_the_country_report_has_one_row_per_country(world):
+    for country in ("US", "DE", "US"):
+        world.disclosures.record(recipient="service_providers", purpose="provide_service",
+                                 categories=["account"], actor="u", country=country)  # fmt: skip
+    world.disclosures.record(recipient="authorities", purpose="legal_compliance",
+                             categories=["account"], actor="u")  # fmt: skip
+    rows = world.disclosures.report("country")
+    assert [(r.key, r.disclosures) for r in rows] == [("DE", 2), ("US", 2)]
+
+
+def _long_categories(d: dict[str, Any]) -> None:
+    # 20 declared categories with 60-character ids: 1,219 characters as a list
+    ids = [f"category_{i:02d}_" + "x" * 47 for i in range(20)]
+    d["categories"] += [{"id": i, "name": i} for i in ids]
+    d["purposes"][0]["activities"][0]["categories"] += ids
+    sp = next(r for r in d["recipients"] if r["id"] == "service_providers")
+    sp["categories"] += ids
+    sp["transfer"]["mechanism"] = "bcr"
+    sp["transfer"]["reference"] = "R" * 200  # the longest the policy allows
+
+
+def test_long_category_lists_and_references_fit_the_log(engine, tmp_path, seed_variant):
+    policy = load_policy(seed_variant(_long_categories)).policy
+    world = World(engine, policy, tmp_path)
+    cats = [c.id for c in policy.categories if c.id.startswith("category_")]
+    d = world.disclosures.record(recipient="service_providers", purpose="provide_service",
+                                 categories=cats, actor="u", country="US")  # fmt: skip
+    [stored] = world.disclosures.recent()
+    assert stored.categories == sorted(cats) == d.categories
+    assert stored.mechanism_detail == "R" * 200

@@ -255,3 +255,19 @@ def test_an_unknown_organisation_names_its_line(seed_variant):
     assert re.search(r"variant-\d+\.yaml:\d+:\d+: .*european_patent_organisation", str(err)), str(
         err
     )
+
+
+def test_a_reference_longer_than_the_log_keeps_names_its_line(seed_variant):
+    err = _broken(seed_variant, lambda d: _google(d).update(reference="R" * 201))
+    assert re.search(r"variant-\d+\.yaml:\d+:\d+: .*200 characters", str(err)), str(err)
+
+
+def test_at_most_eight_adequacy_decisions_and_their_ids_fit_the_log():
+    longest = sorted(adequacy_data().decisions, key=len)[-8:]
+    assert len(", ".join(longest)) <= 200  # the disclosure log's mechanism_detail
+
+
+def test_nine_named_decisions_are_refused(seed_variant):
+    nine = ["eu_ad", "eu_ar", "eu_ch", "eu_fo", "eu_gg", "eu_im", "eu_je", "eu_nz", "eu_uy"]
+    err = _broken(seed_variant, lambda d: _google(d).update(adequacy=nine))
+    assert re.search(r"variant-\d+\.yaml:\d+:\d+: .*8", str(err)), str(err)

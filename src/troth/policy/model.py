@@ -260,14 +260,16 @@ class Transfer(_Model):
     """
 
     mechanism: TransferBasisKey
-    adequacy: Annotated[list[str], AfterValidator(_known("decision"))] = Field(default_factory=list)
+    adequacy: Annotated[list[str], AfterValidator(_known("decision"))] = Field(
+        default_factory=list, max_length=8
+    )
     adequacy_scope: Annotated[list[str], AfterValidator(_known("condition"))] = Field(
         default_factory=list
     )
     organisation: Annotated[str | None, AfterValidator(_known_organisation)] = None
     scc: SccDecisionKey = "2021/914"
     scc_module: Literal[1, 2, 3, 4] | None = None
-    reference: str | None = None
+    reference: str | None = Field(default=None, max_length=200)  # the disclosure log keeps it
     assessed: dt.date | None = None
     valid_from: dt.date | None = None
     valid_until: dt.date | None = None

@@ -32,7 +32,7 @@ legal_requests = Table(
     Column("received", Date, nullable=False),
     Column("decision", String(24), nullable=False),  # pending | disclosed | partial | refused
     Column("legal_basis", String(500), nullable=False),
-    Column("categories", String(1000), nullable=False),  # comma-separated category ids
+    Column("categories", Text, nullable=False),  # comma-separated category ids
     Column("recipient", String(64), nullable=True),  # the policy's recipient it went to
     Column("note", Text, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
@@ -69,9 +69,9 @@ disclosures = Table(
     Column("id", Id, primary_key=True, autoincrement=True),
     Column("at", DateTime(timezone=True), nullable=False),
     Column("recipient", String(64), nullable=False),
-    Column("country", String(64), nullable=False),
+    Column("country", String(8), nullable=False),
     Column("purpose", String(64), nullable=False),
-    Column("categories", String(1000), nullable=False),
+    Column("categories", Text, nullable=False),
     Column("mechanism", String(32), nullable=True),  # None: no transfer (inside the region)
     Column("mechanism_detail", String(200), nullable=False),
     Column("subject_hash", String(64), nullable=True),

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from troth.policy.adequacy import covered_countries, transfer_problems
 from troth.policy.model import Policy, Recipient
+from troth.policy.vocabulary import vocabulary
 
 __all__ = ["TransferDecision", "decide_disclosure", "mechanism_detail", "recipient_categories"]
 
@@ -22,12 +23,13 @@ __all__ = ["TransferDecision", "decide_disclosure", "mechanism_detail", "recipie
 class TransferDecision:
     allowed: bool
     rule: str  # allowed | recipient_undeclared | purpose_undeclared | category_undeclared |
-    # country_undeclared | no_mechanism
+    # country_required | country_undeclared | no_mechanism
     reason: str
     field: str = ""  # the request field the refusal is about
     mechanism: str | None = None  # the transfer basis relied on; None when nothing leaves
     detail: str = ""
     problems: tuple[str, ...] = ()
+    country: str = ""  # the one country the data goes to (given, or the recipient's only one)
 
 
 def recipient_categories(policy: Policy, recipient: Recipient) -> set[str]:
@@ -84,7 +86,21 @@ def decide_disclosure(
             f"{', '.join(sorted(extra))}",
             "categories",
         )
-    if country is not None and country not in recipient.countries:
+    vocab = vocabulary()
+    declared = {c: vocab.members(c) for c in recipient.countries}
+    places = set().union(*declared.values())
+    if country is None:
+        if len(places) != 1:
+            return TransferDecision(
+                False,
+                "country_required",
+                f"'{recipient.id}' is declared in {', '.join(recipient.countries)}: name the "
+                "one country this disclosure goes to",
+                "country",
+            )
+        [country] = places
+    country = country.upper()
+    if country not in places:
         return TransferDecision(
             False,
             "country_undeclared",
@@ -92,16 +108,15 @@ def decide_disclosure(
             f"not in {country}",
             "country",
         )
-    moving = covered_countries(policy, recipient)
-    leaving = {c for cs in moving.values() for c in cs}
-    if country is not None and country not in leaving:
-        return TransferDecision(True, "allowed", "", mechanism=None)
-    if not leaving:
-        return TransferDecision(True, "allowed", "", mechanism=None)
+    # the declared entries (a country, or a union such as EEA) the destination belongs to
+    entries = {code for code, members in declared.items() if country in members}
+    leaving = {c for cs in covered_countries(policy, recipient).values() for c in cs}
+    if not entries & leaving:
+        return TransferDecision(True, "allowed", "", mechanism=None, country=country)
     problems = [
         p
         for p in transfer_problems(policy, recipient, on)
-        if country is None or p.country in (None, country)
+        if p.country is None or p.country in entries
     ]
     if problems:
         return TransferDecision(
@@ -119,4 +134,5 @@ def decide_disclosure(
         "",
         mechanism=recipient.transfer.mechanism,
         detail=mechanism_detail(recipient),
+        country=country,
     )

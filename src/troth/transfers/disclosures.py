@@ -26,9 +26,11 @@ from troth.transfers.decide import TransferDecision, decide_disclosure
 from troth.vault.vault import Vault
 
 __all__ = [
+    "DISCLOSED_COLUMNS",
     "Disclosure",
     "DisclosureLog",
     "ReportRow",
+    "disclosures_of",
     "forget_subject",
     "join_ids",
     "split_ids",
@@ -77,7 +79,7 @@ class Disclosure:
 
 @dataclass(frozen=True)
 class ReportRow:
-    key: str  # a recipient id or a country (list)
+    key: str  # a recipient id or a country
     disclosures: int
     subjects: int
     categories: list[str]
@@ -195,7 +197,6 @@ class DisclosureLog:
                     categories=categories,
                     actor=actor,
                     subject_hash=subject_hash,
-                    country=country,
                     source=source,
                     legal_request_id=legal_request_id,
                 )
@@ -255,7 +256,6 @@ class DisclosureLog:
                         categories=categories,
                         actor=actor,
                         subject_hash=subject_hash,
-                        country=country,
                         source="vault",
                     )
             head = self.audit.take_head(conn)
@@ -274,13 +274,12 @@ class DisclosureLog:
         categories: Sequence[str],
         actor: str,
         subject_hash: str | None,
-        country: str | None,
         source: Source,
         legal_request_id: int | None = None,
     ) -> Disclosure:
-        """Write an allowed disclosure and its audit entry in the caller's transaction."""
-        declared = next(r for r in self.policy.recipients if r.id == recipient)
-        where = country or ",".join(declared.countries)
+        """Write an allowed disclosure (to the decision's country) and its audit entry in the
+        caller's transaction."""
+        where = decision.country
         at = self.clock()
         row = {
             "at": at,
@@ -388,8 +387,8 @@ class DisclosureLog:
         since: dt.date | None = None,
         until: dt.date | None = None,
     ) -> list[ReportRow]:
-        """Disclosures per recipient or per country (the destination named, or the
-        recipient's declared countries), with distinct subjects and categories."""
+        """Disclosures per recipient or per country (each disclosure goes to exactly one),
+        with distinct subjects and categories."""
         key = disclosures.c.recipient if by == "recipient" else disclosures.c.country
         where = []
         if since is not None:

@@ -279,7 +279,6 @@ class LegalRequests:
                         categories=categories,
                         actor=actor,
                         subject_hash=h,
-                        country=country,
                         source="legal",
                         legal_request_id=request_id,
                     )

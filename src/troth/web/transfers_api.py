@@ -41,6 +41,7 @@ _FIELDS = {
     "purpose_undeclared": "purpose",
     "category_undeclared": "categories",
     "country_undeclared": "country",
+    "country_required": "country",
     "no_mechanism": "recipient",
     "decision": "decision",
     "purpose": "purpose",
