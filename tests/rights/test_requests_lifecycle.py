@@ -12,14 +12,16 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from conftest import SEED, TROTH_BIN
 from rights.conftest import ALEX
 from rights.lifecycle_support import Clock, Lifecycle, lifecycle, no_identity_in
 from troth.consent.ledger import ConsentChange
 from troth.errors import PurposeDenied
+from troth.rights.jobs import jobs_of
 from troth.store.tables import audit_entries
+from troth.store.tables_rights import rights_jobs
 
 
 @pytest.fixture
@@ -292,3 +294,43 @@ def test_the_portal_pages_and_mails_speak_the_requesters_language(life):
     assert r.status_code == 422
     assert "code: wrong; 4 attempts left" in r.text
     assert "Bestätigen Sie, dass Sie es sind" in r.text
+
+
+def test_the_data_key_is_shredded_only_after_the_service_database_was_erased(life):
+    vault = life.services.vault
+    vault.put(ALEX["ref"], "contact", "+49 30 1", purpose="provide_service")
+    # a table the annotations do not know refers to Alex's account: Lumen refuses the delete
+    life.lumen(
+        "CREATE TABLE notes (id INTEGER PRIMARY KEY, "
+        "account_id INTEGER NOT NULL REFERENCES accounts (id))"
+    )
+    life.lumen("INSERT INTO notes (id, account_id) VALUES (1, 1)")
+    officer = life.key("privacy_officer")
+    body = {
+        "kind": "erasure",
+        "identities": {"account_ref": [ALEX["ref"]], "email": [ALEX["email"]]},
+    }
+    r = life.client.post("/api/rights/requests", json=body, headers=life.key("service"))
+    assert r.status_code == 201, r.text
+    request_id = r.json()["id"]
+    assert life.client.post(
+        f"/api/rights/requests/{request_id}/approve", headers=officer
+    ).is_success
+
+    assert life.work() == 2  # discovery, then Lumen's erasure, which fails
+    with life.services.engine.connect() as conn:
+        jobs = {(j.operation, j.datastore): j.state for j in jobs_of(conn, request_id)}
+    assert set(jobs) == {("discover", "*"), ("erase", "lumen")}  # troth's store waits
+    assert jobs[("erase", "lumen")] != "done"
+    # the data key is still there: the request can still be carried out in full
+    assert vault.get(ALEX["ref"], ["contact"], purpose="provide_service")["contact"] == "+49 30 1"
+
+    # the officer removes what blocked it; at the job's next try everything is erased
+    life.lumen("DELETE FROM notes")
+    with life.services.engine.begin() as conn:
+        conn.execute(update(rights_jobs).values(run_after=dt.datetime(2000, 1, 1, tzinfo=dt.UTC)))
+    assert life.work() == 2  # Lumen's erasure, then troth's store
+    done = life.client.get(f"/api/rights/requests/{request_id}", headers=officer).json()
+    assert done["state"] == "completed"
+    assert life.lumen("SELECT id FROM accounts WHERE id = 1") == []
+    assert vault.get(ALEX["ref"], ["contact"], purpose="provide_service") == {"contact": None}

@@ -114,3 +114,57 @@ def test_broken_annotations_exit_two_with_the_place(tmp_path: Path) -> None:
     assert f"{annotations}:{line}:" in r.stderr
     assert "unknown data category 'acount'" in r.stderr
     assert "did you mean 'account'?" in r.stderr
+
+
+def test_missing_references_are_errors_at_the_table(lumen: tuple[str, str], tmp_path: Path) -> None:
+    kind, url = lumen
+
+    def forget(d: dict[str, Any]) -> None:
+        store = d["datastores"][0]
+        store["kind"] = kind
+        tables = store["tables"]
+        # prospects.referred_by -> accounts.id exists in the schema but is not declared
+        del tables["prospects"]["references"]
+        # a table the annotations leave out refers to a declared one (usage_records ->
+        # devices); subscriptions goes too, as usage_records referred to it
+        del tables["usage_records"]
+        del tables["subscriptions"]
+
+    annotations = write_datasets(tmp_path, forget)
+    r = run("check", str(SEED_POLICY), "--datasets", str(annotations), "--connect",
+            env={"LUMEN_DATABASE_URL": url})  # fmt: skip
+
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "Traceback" not in r.stderr
+    findings = [x for x in r.stdout.splitlines() if " error R006: " in x]
+    assert len(findings) == 3, r.stdout
+    at = {
+        "'prospects.referred_by' -> 'accounts.id'": line_of(annotations, "prospects:"),
+        "'subscriptions.account_id' -> 'accounts.id'": line_of(annotations, "accounts:"),
+        "'usage_records.device_id' -> 'devices.id'": line_of(annotations, "devices:"),
+    }
+    for fk, line in at.items():
+        finding = next(f for f in findings if fk in f)
+        assert finding.startswith(f"{annotations}:{line}:"), finding
+    assert 'erasure: "null"' in findings[0]
+
+
+def test_a_reference_to_someone_elses_row_on_a_not_null_column_is_an_error(
+    lumen: tuple[str, str], tmp_path: Path
+) -> None:
+    kind, url = lumen
+
+    def link(d: dict[str, Any]) -> None:
+        store = d["datastores"][0]
+        store["kind"] = kind
+        # devices.account_id is NOT NULL: it cannot be unlinked
+        store["tables"]["devices"]["references"] = {
+            "account_id": {"to": "accounts.id", "erasure": "null"}
+        }
+
+    annotations = write_datasets(tmp_path, link)
+    r = run("check", str(SEED_POLICY), "--datasets", str(annotations), "--connect",
+            env={"LUMEN_DATABASE_URL": url})  # fmt: skip
+    assert r.returncode == 1, r.stdout + r.stderr
+    finding = next(x for x in r.stdout.splitlines() if " error R007: " in x)
+    assert "'devices.account_id' is declared with erasure null" in finding

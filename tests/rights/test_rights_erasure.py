@@ -268,3 +268,22 @@ def test_a_legal_hold_in_the_vault_keeps_the_troth_store(world: World) -> None:
 
     assert _troth_counts(world) == (1, 2, 1, 1, 1)
     assert report.tables["vault_values"].reasons == ["legal hold: tax audit"]
+
+
+def test_erasing_someone_who_referred_prospects_unlinks_them_and_keeps_them(
+    world: World,
+) -> None:
+    # prospects 2-5 were referred by account 2: their rows are theirs, not account 2's
+    referred = world.sql("SELECT id FROM prospects WHERE referred_by = 2 ORDER BY id")
+    assert [r[0] for r in referred] == [2, 3, 4, 5]
+    engine = world.engine()
+    found = engine.discover({"email": ["user2@example.net"]})
+    assert ("lumen", "prospects") not in found.rows
+
+    engine.erase(found.identities, "lumen", actor="test")
+    engine.erase(found.identities, "troth", actor="test")
+
+    assert world.sql("SELECT id FROM accounts WHERE id = 2") == []
+    rows = world.sql("SELECT id, referred_by FROM prospects WHERE id IN (2, 3, 4, 5) ORDER BY id")
+    assert [tuple(r) for r in rows] == [(2, None), (3, None), (4, None), (5, None)]
+    assert engine.prove_erasure(found.identities).proven
