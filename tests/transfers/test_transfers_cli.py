@@ -150,3 +150,10 @@ def test_legal_commands_refuse_what_does_not_fit_without_a_traceback(tmp_path):
     assert "unknown_request" in r.stderr
     assert "Traceback" not in r.stderr
     assert run("legal", "list", "--json", env=env).stdout.strip() == "[]"
+
+
+def test_transfers_check_before_the_clauses_applied_says_from_when():
+    r = run("transfers", "check", str(SEED), "--on", "2019-01-01")
+    assert r.returncode == 1
+    assert "apply only from 2021-06-27" in r.stdout
+    assert "None" not in r.stdout

@@ -354,13 +354,18 @@ def _scc(r: Recipient, on: dt.date) -> list[TransferProblem]:
     clauses = data.scc[t.scc]
     problems: list[TransferProblem] = []
     if not clauses.in_force(on):
+        when = (
+            f"apply only from {clauses.applies_from}"
+            if on < clauses.applies_from
+            else f"no longer apply from {clauses.expires} (use the clauses of Implementing "
+            "Decision (EU) 2021/914 with the right module)"
+        )
         problems.append(
             TransferProblem(
                 "T025",
                 ("transfer", "scc"),
                 f"recipient '{r.id}' uses the standard contractual clauses of Decision "
-                f"{t.scc}, which no longer apply from {clauses.expires} (use the clauses of "
-                "Implementing Decision (EU) 2021/914 with the right module)",
+                f"{t.scc}, which {when}; they are not valid on {on}",
             )
         )
     if clauses.modules and t.scc_module is None:
