@@ -15,6 +15,7 @@ from troth.errors import PolicyFileError
 from troth.policy.adequacy import adequacy_data
 from troth.policy.lint import Finding, lint
 from troth.policy.loader import LoadedPolicy, load_policy
+from troth.transfers.decide import decide_disclosure
 
 Edit = Callable[[dict[str, Any]], None]
 # A day well inside the data set's review window, so that T029 stays quiet unless asked.
@@ -271,3 +272,39 @@ def test_nine_named_decisions_are_refused(seed_variant):
     nine = ["eu_ad", "eu_ar", "eu_ch", "eu_fo", "eu_gg", "eu_im", "eu_je", "eu_nz", "eu_uy"]
     err = _broken(seed_variant, lambda d: _google(d).update(adequacy=nine))
     assert re.search(r"variant-\d+\.yaml:\d+:\d+: .*8", str(err)), str(err)
+
+
+# --- regimes that do not bind the controller ---------------------------------------------------
+
+
+def test_a_named_decision_of_a_regime_that_does_not_bind_is_a_warning(minimal_variant):
+    both = {"mechanism": "adequacy", "adequacy": ["uk_us_data_bridge", "eu_us_dpf"],
+            "adequacy_scope": ["dpf_certified"]}  # fmt: skip
+    f = only(transfer_findings(minimal_variant(recipient(["US"], both))))
+    assert (f.code, f.severity, f.loc[-2:]) == ("T027", "warning", ("adequacy", 0))
+    assert "uk_us_data_bridge" in f.message
+
+
+def _in_the_us(d: dict[str, Any]) -> None:
+    d["controller"]["establishments"] = ["US"]
+    d["recipients"][0]["countries"] = ["SG"]
+    d["recipients"][0].pop("transfer")
+
+
+def test_without_a_binding_regime_lint_and_disclosures_use_the_same_region_rule(minimal_variant):
+    loaded = minimal_variant(_in_the_us)
+    f = only([f for f in transfer_findings(loaded) if f.severity == "error"])
+    assert (f.code, f.loc[-1]) == ("T020", "countries")
+    decided = decide_disclosure(loaded.policy, "stats_co", "analytics", ["usage"], FRESH, "SG")
+    assert (decided.allowed, decided.rule) == (False, "no_mechanism")
+
+
+def test_without_a_binding_regime_a_stated_mechanism_allows_the_disclosure(minimal_variant):
+    def with_scc(d: dict[str, Any]) -> None:
+        _in_the_us(d)
+        d["recipients"][0]["transfer"] = {"mechanism": "scc", "scc_module": 2}
+
+    loaded = minimal_variant(with_scc)
+    assert [f for f in transfer_findings(loaded) if f.severity == "error"] == []
+    decided = decide_disclosure(loaded.policy, "stats_co", "analytics", ["usage"], FRESH)
+    assert (decided.allowed, decided.mechanism, decided.country) == (True, "eu-gdpr:A46-2-c", "SG")

@@ -32,9 +32,11 @@ __all__ = [
     "SccDecision",
     "TransferProblem",
     "adequacy_data",
+    "controller_region",
     "covered_countries",
     "decisions_relied_on",
     "regimes_of",
+    "transfer_countries",
     "transfer_problems",
 ]
 
@@ -207,6 +209,29 @@ def covered_countries(policy: Policy, recipient: Recipient) -> dict[str, list[st
     return out
 
 
+def controller_region(policy: Policy) -> frozenset[str]:
+    """The countries data moves between freely: the EEA for an establishment in it, else
+    the establishments' own countries."""
+    vocab = vocabulary()
+    eea = vocab.members("EEA")
+    region: set[str] = set()
+    for code in policy.controller.establishments:
+        members = vocab.members(code)
+        region |= eea if members & eea else members
+    return frozenset(region)
+
+
+def transfer_countries(policy: Policy, recipient: Recipient) -> list[str]:
+    """The recipient's countries whose data is a transfer: outside the area of a regime that
+    binds the controller, or, where none binds, outside the controller's region."""
+    if regimes_of(policy):
+        moving = covered_countries(policy, recipient)
+        return sorted({c for cs in moving.values() for c in cs})
+    vocab = vocabulary()
+    region = controller_region(policy)
+    return [c for c in recipient.countries if not vocab.members(c) <= region]
+
+
 def decisions_relied_on(policy: Policy, recipient: Recipient, on: dt.date) -> list[Decision]:
     """The adequacy decisions in force on ``on`` that the recipient's transfer rests on:
     those it names, else those covering its transfer countries."""
@@ -239,13 +264,17 @@ class TransferProblem:
 
 
 def transfer_problems(policy: Policy, recipient: Recipient, on: dt.date) -> list[TransferProblem]:
-    """Everything that keeps ``recipient``'s transfer from being lawful on ``on``."""
-    moving = covered_countries(policy, recipient)
-    if not moving:
+    """Everything that keeps ``recipient``'s transfer from being lawful on ``on``.
+
+    Where no regime troth knows binds the controller, only a missing mechanism is found
+    (T020): troth has no adequacy list to check the mechanism against."""
+    leaving = transfer_countries(policy, recipient)
+    if not leaving:
         return []
+    moving = covered_countries(policy, recipient)
     r = recipient
     t = r.transfer
-    where = ", ".join(sorted({c for cs in moving.values() for c in cs}))
+    where = ", ".join(leaving)
     if t is None:
         return [
             TransferProblem(
@@ -255,6 +284,8 @@ def transfer_problems(policy: Policy, recipient: Recipient, on: dt.date) -> list
                 "no transfer mechanism (add 'transfer'; GDPR Chapter V)",
             )
         ]
+    if not moving:
+        return []
     problems: list[TransferProblem] = []
     if t.valid_from is not None and on < t.valid_from:
         problems.append(

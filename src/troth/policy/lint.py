@@ -15,7 +15,12 @@ from typing import Any, Literal, get_args
 from pydantic import BaseModel
 
 from troth.errors import Location
-from troth.policy.adequacy import adequacy_data, covered_countries, regimes_of, transfer_problems
+from troth.policy.adequacy import (
+    adequacy_data,
+    regimes_of,
+    transfer_countries,
+    transfer_problems,
+)
 from troth.policy.loader import LoadedPolicy
 from troth.policy.model import Policy, Recipient
 from troth.policy.vocabulary import vocabulary
@@ -245,37 +250,15 @@ def _tracking(policy: Policy) -> Iterator[Finding]:
                 )
 
 
-def _controller_region(policy: Policy) -> set[str]:
-    vocab = vocabulary()
-    eea = vocab.members("EEA")
-    region: set[str] = set()
-    for code in policy.controller.establishments:
-        members = vocab.members(code)
-        region |= eea if members & eea else members
-    return region
-
-
 def _recipients(policy: Policy) -> Iterator[Finding]:
-    vocab = vocabulary()
-    bound = bool(regimes_of(policy))
-    region = _controller_region(policy)
+    bound = regimes_of(policy)
     for ri, r in enumerate(policy.recipients):
         loc: Loc = ("recipients", ri)
-        if bound:
-            for p in transfer_problems(policy, r, policy.effective):
-                yield Finding("error", p.code, (*loc, *p.field), _on_effective(p.message, policy))
-        else:
-            outside = [c for c in r.countries if not vocab.members(c) <= region]
-            if outside and r.transfer is None:
-                yield Finding(
-                    "error",
-                    "T020",
-                    (*loc, "countries"),
-                    f"recipient '{r.id}' is in {', '.join(outside)}, outside the controller's "
-                    "region, but has no transfer mechanism (add 'transfer'; GDPR Chapter V)",
-                )
-        if r.transfer is not None and (not bound or covered_countries(policy, r)):
+        for p in transfer_problems(policy, r, policy.effective):
+            yield Finding("error", p.code, (*loc, *p.field), _on_effective(p.message, policy))
+        if r.transfer is not None and transfer_countries(policy, r):
             yield from _transfer_practice(r, loc)
+            yield from _unbound_decisions(r, loc, bound)
         if r.type == "advertising_network" and r.opt_out is None:
             yield Finding(
                 "warning",
@@ -326,6 +309,29 @@ def _transfer_practice(r: Recipient, loc: Loc) -> Iterator[Finding]:
             f"'{r.id}' names adequacy decisions, scope or organisation but its mechanism is "
             "not adequacy; they are ignored",
         )
+
+
+_REGIME_HOME = {"eu": "in the EEA", "uk": "in the United Kingdom"}
+
+
+def _unbound_decisions(r: Recipient, loc: Loc, bound: list[str]) -> Iterator[Finding]:
+    """A named decision of a regime that does not bind the controller is ignored: say so."""
+    t = r.transfer
+    assert t is not None
+    if t.mechanism != "eu-gdpr:A45-3":
+        return  # T019 says the decisions are ignored
+    data = adequacy_data()
+    for i, decision_id in enumerate(t.adequacy):
+        regime = data.decisions[decision_id].regime
+        if regime not in bound:
+            yield Finding(
+                "warning",
+                "T027",
+                (*loc, "transfer", "adequacy", i),
+                f"'{r.id}' names {decision_id}, a decision for transfers from a controller "
+                f"{_REGIME_HOME.get(regime, regime)}, but this controller is not established "
+                "there; the decision is ignored (name a decision of the regime that binds it)",
+            )
 
 
 def _stale_data(policy: Policy, today: dt.date) -> Iterator[Finding]:

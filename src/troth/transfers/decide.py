@@ -2,7 +2,8 @@
 
 Pure: the policy and a date in, a :class:`TransferDecision` out. The recipient must be
 declared, serve the purpose and receive the categories (its own list, or what its purposes
-process when it lists none), and, where the data leaves the controller's region, rely on a
+process when it lists none), and, where the data leaves the controller's region (the same
+rule as ``troth check``: :func:`troth.policy.adequacy.transfer_countries`), rely on a
 mechanism that is valid on that date (:func:`troth.policy.adequacy.transfer_problems`).
 """
 
@@ -12,7 +13,7 @@ import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from troth.policy.adequacy import covered_countries, transfer_problems
+from troth.policy.adequacy import transfer_countries, transfer_problems
 from troth.policy.model import Policy, Recipient
 from troth.policy.vocabulary import vocabulary
 
@@ -110,7 +111,7 @@ def decide_disclosure(
         )
     # the declared entries (a country, or a union such as EEA) the destination belongs to
     entries = {code for code, members in declared.items() if country in members}
-    leaving = {c for cs in covered_countries(policy, recipient).values() for c in cs}
+    leaving = set(transfer_countries(policy, recipient))
     if not entries & leaving:
         return TransferDecision(True, "allowed", "", mechanism=None, country=country)
     problems = [

@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from troth.policy.adequacy import covered_countries, decisions_relied_on, transfer_problems
+from troth.policy.adequacy import decisions_relied_on, transfer_countries, transfer_problems
 from troth.policy.model import Policy
 from troth.policy.types import text_for
 from troth.policy.vocabulary import vocabulary
@@ -66,7 +66,7 @@ def transfer_register(policy: Policy, on: dt.date) -> list[TransferStatus]:
     lang = policy.default_language
     out = []
     for r in policy.recipients:
-        moving = sorted({c for cs in covered_countries(policy, r).values() for c in cs})
+        moving = transfer_countries(policy, r)
         t = r.transfer
         mechanism = t.mechanism if (t is not None and moving) else None
         label = vocab.transfer_basis(mechanism).label if mechanism else ""
