@@ -49,6 +49,29 @@ REFUSALS = [
         422,
         "corrections.lumen.accounts.email: not a declared field a request may correct",
     ),
+    # a scope must be a purpose of the policy (or *)
+    (b'{"kind": "objection", "email": "%s", "scope": "telepathy"}', 422, "scope: not a purpose"),
+    (b'{"kind": "restriction", "email": "%s", "scope": "telepathy"}', 422, "scope: not a purp"),
+    # secrets and records kept by law are not offered for correction, nor taken
+    (
+        b'{"kind": "rectification", "email": "%s",'
+        b' "corrections": {"lumen.accounts.password_hash": "x"}}',
+        422,
+        "corrections.lumen.accounts.password_hash: not a declared field a request may correct",
+    ),
+    (
+        b'{"kind": "rectification", "email": "%s",'
+        b' "corrections": {"lumen.invoices.billing_address": "x"}}',
+        422,
+        "corrections.lumen.invoices.billing_address: not a declared field a request may",
+    ),
+    # the value must fit the column (devices.os is VARCHAR(40))
+    (
+        b'{"kind": "rectification", "email": "%s",'
+        b' "corrections": {"lumen.devices.os": "' + b"x" * 41 + b'"}}',
+        422,
+        "corrections.lumen.devices.os: at most 40 characters",
+    ),
 ]
 
 
@@ -204,3 +227,36 @@ def test_submissions_are_limited_per_client_network(life):
     assert int(limited[0].headers["retry-after"]) >= 1
     assert limited[0].json()["detail"].startswith("body: too many submissions")
     assert {r.status_code for r in answers} == {422, 429}
+
+
+def test_a_scope_that_is_no_purpose_is_refused_by_api_and_cli(life, tmp_path):
+    service = life.key("service")
+    body = {"kind": "restriction", "identities": {"account_ref": [ALEX["ref"]]}}
+    r = life.client.post(
+        "/api/rights/requests", json={**body, "scope": "telepathy"}, headers=service
+    )
+    assert (r.status_code, r.json()["detail"]) == (422, "scope: not a purpose of the policy")
+    assert requests_stored(life) == 0
+    r = life.client.post(
+        "/api/rights/requests", json={**body, "scope": "communicate"}, headers=service
+    )
+    assert r.status_code == 201, r.text
+
+    env = {
+        "TROTH_DATABASE_URL": life.settings.database_url,
+        "TROTH_KEYS_DIR": str(life.settings.keys_dir),
+        "TROTH_AUDIT_HEADS": str(life.settings.audit_heads),
+        "TROTH_DATASETS": str(life.settings.datasets),
+        "TROTH_OUTBOX": str(life.outbox),
+        "PATH": "/usr/bin:/bin",
+    }
+    done = subprocess.run(
+        [TROTH_BIN, "rights", "request", "objection", "--policy", str(SEED),
+         "--identity", f"account_ref={ALEX['ref']}", "--verified", "phone call",
+         "--scope", "telepathy"],
+        capture_output=True, text=True, env=env, cwd=tmp_path, check=False, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "scope: not a purpose of the policy" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert requests_stored(life) == 1

@@ -257,6 +257,9 @@ def test_the_portal_offers_the_declared_fields_for_a_correction(life):
     assert '<option value="lumen.accounts.name">' in page
     assert 'value="lumen.accounts.email"' not in page  # an identity: finds the person
     assert 'value="lumen.usage_records.device_id"' not in page  # a reference
+    assert 'value="lumen.accounts.password_hash"' not in page  # a secret: not opened
+    assert 'value="lumen.invoices.billing_address"' not in page  # kept by tax law
+    assert 'value="lumen.invoices.customer_name"' not in page
     r = life.client.post(
         "/privacy/requests",
         data={"kind": "rectification", "email": ALEX["email"], "target": "lumen.accounts.name",
