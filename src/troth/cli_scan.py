@@ -73,12 +73,44 @@ def scan(
         ),
     ] = None,
     timeout: Annotated[float, typer.Option("--timeout", help="Seconds per page")] = 15.0,
+    jurisdiction: Annotated[
+        str | None,
+        typer.Option(
+            "--jurisdiction",
+            "-j",
+            help="Judge consent under this jurisdiction of the policy (default: its default "
+            "one): opt_in needs a click for every category but the necessary ones, opt_out "
+            "and notice for none (but those --gpc refuses there)",
+        ),
+    ] = None,
+    exclude: Annotated[
+        list[str] | None,
+        typer.Option("--exclude", help="Do not follow links matching this regex (repeatable)"),
+    ] = None,
+    variants: Annotated[
+        bool,
+        typer.Option(
+            "--variants",
+            help="Also follow links that differ from a page found only in a region or "
+            "language query parameter (region, lang, locale, country, ...); by default they "
+            "are skipped, as one scan judges one jurisdiction",
+        ),
+    ] = False,
+    gpc: Annotated[
+        bool, typer.Option("--gpc", help="Send a Global Privacy Control signal")
+    ] = False,
 ) -> None:
     """Crawl a site before and after consent and compare it with the policy. Exit 1 on
-    violations, 2 on bad input."""
+    violations, 2 on bad input.
+
+    One scan judges one jurisdiction: to check a region a site serves differently, start
+    at that region's page and name it, e.g. `troth scan 'https://example.com/?region=us_ca'
+    --jurisdiction us_ca`. Links to other regions or languages of a page already found are
+    not followed unless --variants is given."""
     from troth.scan import (
         ScanOptions,
         ScanReport,
+        choose_jurisdiction,
         parse_map_host,
         render_html,
         render_json,
@@ -90,18 +122,29 @@ def scan(
     loaded = _policy(policy)
     try:
         validate_url(url)
+        if loaded is not None:
+            choose_jurisdiction(loaded, jurisdiction)
+        elif jurisdiction is not None:
+            raise _fail("--jurisdiction: names a jurisdiction of the policy; give --policy too")
         options = ScanOptions(
             pages=pages,
             accept_selector=accept_selector or TROTH_ACCEPT,
             map_hosts=tuple(parse_map_host(rule) for rule in map_host or ()),
             page_timeout=timeout,
             screenshots=fmt is ReportFormat.html,  # only the HTML report shows them
+            exclude=tuple(exclude or ()),
+            variants=variants,
+            gpc=gpc,
         )
         with typer.progressbar(
             length=2 * pages, label="scanning", file=sys.stderr, show_pos=True
         ) as bar:
             report: ScanReport = scan_site(
-                url, options, loaded, progress=lambda _phase, _url: bar.update(1)
+                url,
+                options,
+                loaded,
+                progress=lambda _phase, _url: bar.update(1),
+                jurisdiction=jurisdiction,
             )
     except TrothError as exc:
         raise _fail(str(exc)) from None

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import Site
+from .conftest import SITE_POLICY, Site
 
 TROTH = str(Path(sys.executable).with_name("troth"))
 
@@ -92,6 +92,18 @@ def test_without_violations_exit_zero(site: Site, tmp_path: Path) -> None:
         (
             ["scan", "http://shop.test/", "--policy", "missing.yaml"],
             "missing.yaml:1:1: no such file",
+        ),
+        (
+            ["scan", "http://shop.test/", "--exclude", "(unclosed"],
+            "--exclude: '(unclosed' is not a regular expression: missing ), unterminated",
+        ),
+        (
+            ["scan", "http://shop.test/", "--policy", str(SITE_POLICY), "--jurisdiction", "mars"],
+            "--jurisdiction: 'mars' is not a jurisdiction of the policy; it has eu",
+        ),
+        (
+            ["scan", "http://shop.test/", "--jurisdiction", "eu"],
+            "--jurisdiction: names a jurisdiction of the policy; give --policy too",
         ),
     ],
 )

@@ -10,6 +10,7 @@ import yaml
 from troth.policy.model import Policy
 from troth.scan.classify import iso_duration
 from troth.scan.compare import compare, gcs_denies_storage
+from troth.scan.errors import ScanError
 from troth.scan.observations import (
     Observations,
     ObservedCookie,
@@ -163,3 +164,40 @@ def test_every_suggestion_parses_and_declares_what_it_names(policy: Policy) -> N
     assert (security.category, security.purposes) == ("security", ["provide_service"])
     trk = next(t for t in fixed.tracking if t.name == "trk")
     assert (trk.party, trk.domain, str(trk.expiry)) == ("third", "ads.partner.example", "P1Y")
+
+
+def with_regions(policy: Policy) -> Policy:
+    data = policy.model_dump(mode="python")
+    data["jurisdictions"] += [
+        {"id": "us_ca", "name": "California", "regions": ["US"], "consent_model": "opt_out",
+         "gpc": "opt_out", "gpc_refuses": ["advertising"]},
+        {"id": "au", "name": "Australia", "regions": ["AU"], "consent_model": "notice"},
+    ]  # fmt: skip
+    return Policy.model_validate(data)
+
+
+@pytest.mark.parametrize(
+    ("jurisdiction", "gpc", "expected"),
+    [
+        (None, False, ["_fbp", "_stats_a"]),  # the policy's default: eu, opt-in
+        ("eu", True, ["_fbp", "_stats_a"]),
+        ("us_ca", False, []),
+        ("us_ca", True, ["_fbp"]),  # GPC refuses advertising there (Facebook's _fbp)
+        ("au", True, []),  # notice: no click needed, and no GPC rule there
+    ],
+)
+def test_consent_before_the_click_depends_on_the_jurisdiction(
+    policy: Policy, jurisdiction: str | None, gpc: bool, expected: list[str]
+) -> None:
+    obs = observed(
+        cookies=[cookie("sid", None, "before"), cookie("_stats_a", DAY, "before"),
+                 cookie("_fbp", 90 * DAY, "before")]
+    )  # fmt: skip
+    obs.gpc = gpc
+    found = compare(obs, with_regions(policy), jurisdiction)
+    assert [f.subject for f in found if f.kind == "cookie_before_consent"] == expected
+
+
+def test_an_unknown_jurisdiction_is_refused(policy: Policy) -> None:
+    with pytest.raises(ScanError, match=r"--jurisdiction: 'mars' is not .*; it has eu, us_ca, au"):
+        compare(observed(), with_regions(policy), "mars")

@@ -110,3 +110,13 @@ def test_a_redirected_start_page_is_visited_once_and_pages_keep_link_order(site:
     expected = [site.url, site.url + "about.html", site.url + "contact.html"]
     assert report.observations.pages == {"before": expected, "after": expected}
     assert report.findings == []  # no policy: an inventory
+
+
+def test_excluded_links_are_not_followed(site: Site) -> None:
+    options = ScanOptions(
+        pages=10, accept_selector="#accept", map_hosts=site.map_hosts, exclude=(r"/about\.",)
+    )
+    report = scan_site(site.url, options)
+    expected = [site.url, site.url + "contact.html"]
+    assert report.observations.pages == {"before": expected, "after": expected}
+    assert report.observations.skipped == 1

@@ -9,7 +9,7 @@ personal-data columns of a database and the dataset annotations.
 from __future__ import annotations
 
 from troth.policy.model import Policy
-from troth.scan.compare import Finding, compare
+from troth.scan.compare import Finding, choose_jurisdiction, compare
 from troth.scan.crawler import Progress, ScanOptions, crawl, parse_map_host
 from troth.scan.errors import ScanError
 from troth.scan.report import ScanReport, render_html, render_json, render_text
@@ -19,6 +19,7 @@ __all__ = [
     "ScanError",
     "ScanOptions",
     "ScanReport",
+    "choose_jurisdiction",
     "parse_map_host",
     "render_html",
     "render_json",
@@ -32,9 +33,13 @@ def scan_site(
     options: ScanOptions,
     policy: Policy | None = None,
     progress: Progress | None = None,
+    jurisdiction: str | None = None,
 ) -> ScanReport:
-    """Crawl ``url`` and compare what it does with ``policy`` (an inventory without one)."""
+    """Crawl ``url`` and compare what it does with ``policy`` (an inventory without one),
+    judging consent under ``jurisdiction`` (the policy's default one when None)."""
+    judged = choose_jurisdiction(policy, jurisdiction) if policy is not None else None
     observations = crawl(url, options, progress)
-    findings = compare(observations, policy) if policy is not None else []
+    findings = compare(observations, policy, jurisdiction) if policy is not None else []
     label = f"{policy.service} {policy.version}" if policy is not None else None
-    return ScanReport(observations, findings, label)
+    under = f"{judged.id} ({judged.consent_model})" if judged is not None else None
+    return ScanReport(observations, findings, label, under)

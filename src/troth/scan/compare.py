@@ -6,7 +6,11 @@ Violations (a scan exits 1 on any):
   that name or pattern (classified with the Open Cookie Database where it knows the name);
 * ``undeclared_host``: a third party the pages contacted that no ``recipients[].hosts`` lists;
 * ``cookie_before_consent`` / ``storage_before_consent``: a cookie or storage key whose
-  category needs consent (declared, or as classified) was there before any consent;
+  category needs consent before the click (declared, or as classified) was there before any
+  consent. What needs it depends on the jurisdiction the scan is judged under (the policy's
+  default one unless another is named): under ``opt_in`` every category but the necessary and
+  required ones; under ``opt_out`` and ``notice`` none, except the categories a Global Privacy
+  Control signal refuses there (``gpc: opt_out``, ``gpc_refuses``) when the scan sent one;
 * ``request_before_consent``: a request, before any consent, to a third party whose declared
   tracking technologies all need consent (a Google request whose Consent Mode ``gcs`` says
   storage is denied is a cookieless ping and is not counted);
@@ -25,9 +29,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
 
-from troth.policy.model import Policy, TrackingTechnology
+from troth.policy.model import Jurisdiction, Policy, TrackingTechnology
 from troth.policy.types import Duration
 from troth.scan.classify import Classification, classify_cookie
+from troth.scan.errors import ScanError
 from troth.scan.observations import (
     Observations,
     ObservedCookie,
@@ -38,7 +43,14 @@ from troth.scan.observations import (
 )
 from troth.scan.suggest import cookie_snippet, host_snippet, storage_snippet
 
-__all__ = ["Finding", "FindingKind", "Severity", "compare", "gcs_denies_storage"]
+__all__ = [
+    "Finding",
+    "FindingKind",
+    "Severity",
+    "choose_jurisdiction",
+    "compare",
+    "gcs_denies_storage",
+]
 
 Severity = Literal["violation", "warning"]
 FindingKind = Literal[
@@ -85,13 +97,55 @@ def gcs_denies_storage(gcs: str | None) -> bool:
     return gcs is not None and len(gcs) == 4 and gcs.startswith("G1") and gcs[2:] == "00"
 
 
-def compare(obs: Observations, policy: Policy) -> list[Finding]:
-    """Every finding, violations first, then by kind and subject."""
+def choose_jurisdiction(policy: Policy, jid: str | None) -> Jurisdiction | None:
+    """The jurisdiction ``jid``, or the policy's default one (else its first opt-in one, else
+    its first); None for a policy without jurisdictions. A ScanError for an unknown id."""
+    if jid is not None:
+        found = next((j for j in policy.jurisdictions if j.id == jid), None)
+        if found is None:
+            known = ", ".join(j.id for j in policy.jurisdictions) or "none"
+            raise ScanError(
+                f"--jurisdiction: {jid!r} is not a jurisdiction of the policy; it has {known}"
+            )
+        return found
+    return next(
+        (j for j in policy.jurisdictions if j.default),
+        next(
+            (j for j in policy.jurisdictions if j.consent_model == "opt_in"),
+            policy.jurisdictions[0] if policy.jurisdictions else None,
+        ),
+    )
+
+
+class _Consent:
+    """Which categories must wait for the click, under one jurisdiction's consent model."""
+
+    def __init__(self, policy: Policy, jurisdiction: Jurisdiction | None, gpc: bool) -> None:
+        required = {c.id for c in policy.consent_categories if c.required}
+        self.free = {"necessary", *required}
+        self.model = jurisdiction.consent_model if jurisdiction is not None else "opt_in"
+        refused = (
+            jurisdiction.gpc_refuses
+            if jurisdiction is not None and gpc and jurisdiction.gpc == "opt_out"
+            else []
+        )
+        self.refused = set(refused) - self.free
+
+    def before_click(self, category: str) -> bool:
+        if self.model == "opt_in":
+            return category not in self.free
+        return category in self.refused
+
+
+def compare(obs: Observations, policy: Policy, jurisdiction: str | None = None) -> list[Finding]:
+    """Every finding, violations first, then by kind and subject; consent is judged under
+    ``jurisdiction`` (the policy's default one when None)."""
     matcher = _Matcher(policy)
+    consent = _Consent(policy, choose_jurisdiction(policy, jurisdiction), obs.gpc)
     findings = [
-        *_cookies(obs, policy, matcher),
-        *_storage(obs, policy, matcher),
-        *_hosts(obs, policy),
+        *_cookies(obs, policy, matcher, consent),
+        *_storage(obs, policy, matcher, consent),
+        *_hosts(obs, policy, consent),
         *_not_seen(obs, policy, matcher),
     ]
     order = {"violation": 0, "warning": 1}
@@ -120,11 +174,6 @@ class _Matcher:
         return None
 
 
-def _needs_consent(policy: Policy, category: str) -> bool:
-    required = {c.id for c in policy.consent_categories if c.required}
-    return category != "necessary" and category not in required
-
-
 def _max_seconds(expiry: Duration) -> int:
     """The longest a declared expiry can be in seconds (months of 31 days, leap years)."""
     return sum(
@@ -143,7 +192,9 @@ def _lifetime_text(seconds: int | None) -> str:
     return f"{seconds} seconds"
 
 
-def _cookies(obs: Observations, policy: Policy, matcher: _Matcher) -> list[Finding]:
+def _cookies(
+    obs: Observations, policy: Policy, matcher: _Matcher, consent: _Consent
+) -> list[Finding]:
     groups: dict[tuple[str, str], list[ObservedCookie]] = {}
     for cookie in obs.cookies:
         groups.setdefault((cookie.name, cookie.host), []).append(cookie)
@@ -170,7 +221,7 @@ def _cookies(obs: Observations, policy: Policy, matcher: _Matcher) -> list[Findi
                     cls,
                 )
             )
-            if before and cls is not None and _needs_consent(policy, cls.category):
+            if before and cls is not None and consent.before_click(cls.category):
                 out.append(
                     Finding(
                         "cookie_before_consent",
@@ -182,7 +233,7 @@ def _cookies(obs: Observations, policy: Policy, matcher: _Matcher) -> list[Findi
                     )
                 )
             continue
-        if before and _needs_consent(policy, tech.category):
+        if before and consent.before_click(tech.category):
             out.append(
                 Finding(
                     "cookie_before_consent",
@@ -211,7 +262,9 @@ def _cookies(obs: Observations, policy: Policy, matcher: _Matcher) -> list[Findi
     return out
 
 
-def _storage(obs: Observations, policy: Policy, matcher: _Matcher) -> list[Finding]:
+def _storage(
+    obs: Observations, policy: Policy, matcher: _Matcher, consent: _Consent
+) -> list[Finding]:
     groups: dict[tuple[str, str], list[ObservedStorage]] = {}
     for item in obs.storage:
         groups.setdefault((item.kind, item.key), []).append(item)
@@ -237,7 +290,7 @@ def _storage(obs: Observations, policy: Policy, matcher: _Matcher) -> list[Findi
             category = cls.category if cls else None
         else:
             category = tech.category
-        if before and category is not None and _needs_consent(policy, category):
+        if before and category is not None and consent.before_click(category):
             out.append(
                 Finding(
                     "storage_before_consent",
@@ -258,7 +311,7 @@ def _host_matches(host: str, pattern: str) -> bool:
     return host == pattern
 
 
-def _hosts(obs: Observations, policy: Policy) -> list[Finding]:
+def _hosts(obs: Observations, policy: Policy, consent: _Consent) -> list[Finding]:
     by_host: dict[str, list[ObservedRequest]] = {}
     for request in obs.requests:
         by_host.setdefault(request.host, []).append(request)
@@ -289,7 +342,7 @@ def _hosts(obs: Observations, policy: Policy) -> list[Finding]:
             for r in requests
             if r.phase == "before" and not (is_google_host(host) and gcs_denies_storage(r.gcs))
         ]
-        if early and categories and all(_needs_consent(policy, c) for c in categories):
+        if early and categories and all(consent.before_click(c) for c in categories):
             gcs = sorted({r.gcs or "none" for r in early}) if is_google_host(host) else []
             signal = f"; Consent Mode gcs: {', '.join(gcs)}" if gcs else ""
             out.append(

@@ -20,7 +20,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
-from urllib.parse import urldefrag, urlsplit
+from urllib.parse import parse_qsl, urldefrag, urlencode, urlsplit, urlunsplit
 
 from troth.scan.errors import ScanError
 from troth.scan.observations import (
@@ -41,6 +41,7 @@ __all__ = [
     "CHROMIUM",
     "CHROMIUM_ARGS",
     "TROTH_ACCEPT",
+    "VARIANT_PARAMS",
     "Progress",
     "ScanOptions",
     "crawl",
@@ -74,6 +75,16 @@ _READ_PAGE = """() => {
   return [local, session, Array.from(document.querySelectorAll("a[href]"), a => a.href)];
 }"""
 COOKIES_EVERY = 5  # pages between two reads of the cookie jar (and once more at the end)
+# Query parameters that choose a page's region or language: a link that differs from a page
+# already found only in these is the same page for another audience, not followed unless
+# asked (``variants``) -- one scan judges one jurisdiction.
+VARIANT_PARAMS = frozenset(
+    ("region", "jurisdiction", "country", "lang", "language", "locale", "hl")
+)
+_GPC_SCRIPT = (
+    "Object.defineProperty(Navigator.prototype, 'globalPrivacyControl', "
+    "{get: () => true, configurable: true});"
+)
 
 Progress = Callable[[Phase, str], None]
 _T = TypeVar("_T")
@@ -92,8 +103,18 @@ class ScanOptions:
     concurrency: int = 4  # pages loaded at once in each pass
     screenshots: bool = True
     chromium: Path = field(default=CHROMIUM)
+    exclude: tuple[str, ...] = ()  # regular expressions: links they match are not followed
+    variants: bool = False  # follow links to other regions or languages of a page too
+    gpc: bool = False  # send a Global Privacy Control signal (Sec-GPC, navigator)
 
     def __post_init__(self) -> None:
+        for pattern in self.exclude:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ScanError(
+                    f"--exclude: {pattern!r} is not a regular expression: {exc}"
+                ) from None
         if not 1 <= self.pages <= MAX_PAGES:
             raise ScanError(f"--pages: must be between 1 and {MAX_PAGES}, not {self.pages}")
         if not 0 < self.page_timeout <= 600:
@@ -132,7 +153,7 @@ def crawl(url: str, options: ScanOptions, progress: Progress | None = None) -> O
         raise ScanError(
             f"Chromium is not installed at {options.chromium} (Debian: apt-get install chromium)"
         )
-    observations = Observations(start_url=start, site_host=host)
+    observations = Observations(start_url=start, site_host=host, gpc=options.gpc)
     asyncio.run(_crawl(start, options, observations, progress))
     return observations
 
@@ -229,11 +250,17 @@ class _Pass:
         self.storage: set[ObservedStorage] = set()
         self.requests: list[ObservedRequest] = []
         self.visited: list[str] = []
+        self.exclude = [re.compile(p) for p in options.exclude]
+        self.skipped: set[str] = set()
 
     async def run(self) -> None:
         context = await self.browser.new_context(
-            viewport={"width": 1280, "height": 720}, service_workers="block"
+            viewport={"width": 1280, "height": 720},
+            service_workers="block",
+            extra_http_headers={"Sec-GPC": "1"} if self.options.gpc else None,
         )
+        if self.options.gpc:
+            await context.add_init_script(_GPC_SCRIPT)
         context.set_default_timeout(self.options.page_timeout * 1000)
         context.on("request", self._on_request)
         try:
@@ -241,6 +268,7 @@ class _Pass:
         finally:
             await context.close()
         self.obs.pages[self.phase] = self.visited
+        self.obs.skipped = max(self.obs.skipped, len(self.skipped))
         self.obs.cookies.extend(self.cookies.values())
         self.obs.storage.extend(sorted(self.storage, key=lambda s: (s.kind, s.key, s.origin)))
         self.obs.requests.extend(self.requests)
@@ -277,13 +305,20 @@ class _Pass:
         await self._snapshot_cookies(context)
         order = {self.start: 0}  # discovery order: the order pages are reported in
         order.setdefault(urldefrag(first.url).url, 0)  # where the start page redirected to
+        pages_found = {self._page_key(u) for u in order}
         frontier: deque[str] = deque()
 
         def discovered(urls: list[str]) -> None:
             for u in urls:
-                if u not in order:
-                    order[u] = len(order)
-                    frontier.append(u)
+                if u in order or u in self.skipped:
+                    continue
+                key = self._page_key(u)
+                if key in pages_found or any(p.search(u) for p in self.exclude):
+                    self.skipped.add(u)
+                    continue
+                order[u] = len(order)
+                pages_found.add(key)
+                frontier.append(u)
 
         discovered(links)
         claimed = 1
@@ -431,6 +466,18 @@ class _Pass:
             if url not in out:
                 out.append(url)
         return out
+
+    def _page_key(self, url: str) -> str:
+        """``url`` without the query parameters that only choose a region or language."""
+        if self.options.variants:
+            return url
+        parts = urlsplit(url)
+        query = [
+            (k, v)
+            for k, v in parse_qsl(parts.query, keep_blank_values=True)
+            if k.lower() not in VARIANT_PARAMS
+        ]
+        return urlunsplit(parts._replace(query=urlencode(query)))
 
     def _progress(self, url: str) -> None:
         if self.progress is not None:

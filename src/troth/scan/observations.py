@@ -134,3 +134,5 @@ class Observations:
     screenshots: list[Screenshot] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     accepted: bool = False  # the accept control was found and clicked
+    gpc: bool = False  # the browser sent a Global Privacy Control signal
+    skipped: int = 0  # links not followed: excluded, or another region or language of a page

@@ -25,6 +25,7 @@ class ScanReport:
     observations: Observations
     findings: list[Finding]
     policy: str | None  # "<service> <version>" of the policy compared with, if any
+    jurisdiction: str | None = None  # "<id> (<consent model>)" consent was judged under
 
     @property
     def violations(self) -> list[Finding]:
@@ -50,8 +51,11 @@ class ScanReport:
         return {
             "url": obs.start_url,
             "policy": self.policy,
+            "jurisdiction": self.jurisdiction,
+            "gpc": obs.gpc,
             "accepted": obs.accepted,
             "pages": obs.pages,
+            "links_skipped": obs.skipped,
             "violations": len(self.violations),
             "warnings": len(self.warnings),
             "findings": [f.as_dict() for f in self.findings],
@@ -109,6 +113,9 @@ def render_text(report: ScanReport) -> str:
         if f.suggestion:
             lines.extend("    " + line for line in f.suggestion.splitlines())
     lines.extend(f"problem   {p}" for p in report.observations.problems)
+    if report.jurisdiction:
+        gpc = ", with a Global Privacy Control signal" if report.observations.gpc else ""
+        lines.append(f"Consent judged under jurisdiction {report.jurisdiction}{gpc}.")
     lines.append(report.summary())
     if any(f.classification for f in report.findings):
         lines.append(f"Cookie classifications: {OCD_ATTRIBUTION}")
@@ -131,7 +138,9 @@ figure img{width:100%;border:1px solid #ccc}
 </style></head><body>
 <h1>troth scan</h1>
 <p>{{ summary }}</p>
-{% if policy %}<p>Compared with the policy {{ policy }}.</p>{% endif %}
+{% if policy %}<p>Compared with the policy {{ policy }}{% if jurisdiction %}; consent judged
+under jurisdiction {{ jurisdiction }}{% if data.gpc %}, with a Global Privacy Control
+signal{% endif %}{% endif %}.</p>{% endif %}
 <section><h2>Screenshots</h2>
 {% for shot in shots %}<figure><img alt="{{ shot.caption }}" src="{{ shot.src }}">
 <figcaption>{{ shot.caption }}</figcaption></figure>{% endfor %}
@@ -197,6 +206,7 @@ def render_html(report: ScanReport) -> str:
         url=obs.start_url,
         summary=report.summary(),
         policy=report.policy,
+        jurisdiction=report.jurisdiction,
         shots=shots,
         findings=report.findings,
         data=report.as_dict(),
