@@ -287,11 +287,15 @@ def register(app: typer.Typer) -> None:
         as_json: JsonOpt = False,
     ) -> None:
         """Re-query every declared store for every identity the request found. Exit 0 when
-        no row remains; 1 otherwise. Rows kept with a reason are listed apart."""
+        no row remains; 1 otherwise; 2 when a datastore cannot be reached. Rows kept with a
+        reason are listed apart."""
         rights = _open(policy, database_url)
         try:
             check = rights.executor.verify_erasure(request_id, ACTOR)
         except TrothError as exc:
+            if getattr(exc, "status", 0) == 503:  # not a verdict: exit 2, not 1 (not erased)
+                typer.echo(f"troth: {exc}", err=True)
+                raise typer.Exit(2) from None
             raise _refused(exc) from None
         finally:
             rights.executor.close()

@@ -6,12 +6,15 @@ from __future__ import annotations
 import datetime as dt
 import io
 import json
+import socket
 import subprocess
+import warnings
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 from sqlalchemy import select, update
 
 from conftest import SEED, TROTH_BIN
@@ -22,6 +25,11 @@ from troth.errors import PurposeDenied
 from troth.rights.jobs import jobs_of
 from troth.store.tables import audit_entries
 from troth.store.tables_rights import rights_jobs
+from troth.web.app import create_app
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    from fastapi.testclient import TestClient
 
 
 @pytest.fixture
@@ -337,3 +345,50 @@ def test_the_data_key_is_shredded_only_after_the_service_database_was_erased(lif
     assert done["state"] == "completed"
     assert life.lumen("SELECT id FROM accounts WHERE id = 1") == []
     assert vault.get(ALEX["ref"], ["contact"], purpose="provide_service") == {"contact": None}
+
+
+def test_an_unreachable_datastore_makes_the_proof_a_503_not_a_crash(life, tmp_path):
+    officer = life.key("privacy_officer")
+    body = {"kind": "erasure", "identities": {"email": [ALEX["email"]]}}
+    r = life.client.post("/api/rights/requests", json=body, headers=life.key("service"))
+    request_id = r.json()["id"]
+    assert life.client.post(
+        f"/api/rights/requests/{request_id}/approve", headers=officer
+    ).is_success
+    life.work()
+
+    # the same annotations, Lumen now on a port where nothing listens
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        closed = s.getsockname()[1]
+    data = yaml.safe_load(life.settings.datasets.read_text())
+    data["datastores"][0].update(
+        kind="postgresql", url=f"postgresql+psycopg://lumen@127.0.0.1:{closed}/lumen"
+    )
+    gone = tmp_path / "gone.yaml"
+    gone.write_text(yaml.safe_dump(data))
+    settings = life.settings.model_copy(update={"datasets": gone})
+    with TestClient(create_app(life.services.policy, settings)) as client:
+        r = client.post(f"/api/rights/requests/{request_id}/verify-erasure", headers=officer)
+        assert r.status_code == 503, r.text
+        assert r.headers["content-type"] == "application/problem+json"
+        assert r.json()["detail"].startswith("datastore: datastore 'lumen'")
+        page = client.post(f"/admin/requests/{request_id}/verify-erasure", headers=officer)
+        assert page.status_code == 503
+        assert "the erasure could not be checked" in page.text
+
+    env = {
+        "TROTH_DATABASE_URL": life.settings.database_url,
+        "TROTH_KEYS_DIR": str(life.settings.keys_dir),
+        "TROTH_AUDIT_HEADS": str(life.settings.audit_heads),
+        "TROTH_DATASETS": str(gone),
+        "TROTH_OUTBOX": str(life.outbox),
+        "PATH": "/usr/bin:/bin",
+    }
+    proof = subprocess.run(
+        [TROTH_BIN, "rights", "verify-erasure", request_id, "--policy", str(SEED)],
+        capture_output=True, text=True, env=env, cwd=tmp_path, check=False, timeout=120,
+    )  # fmt: skip
+    assert proof.returncode == 2, proof.stdout + proof.stderr
+    assert "datastore 'lumen'" in proof.stderr
+    assert "Traceback" not in proof.stderr

@@ -526,7 +526,14 @@ class Executor:
                 "request: its identities were dropped after the retention period "
                 "(TROTH_RIGHTS_KEEP_DAYS); there is no one to search for",
             )
-        proof = self.rights_engine().prove_erasure(found, holds=self.holds(found))
+        try:
+            proof = self.rights_engine().prove_erasure(found, holds=self.holds(found))
+        except StoreError as exc:  # names the datastore and the kind of error, no URL
+            raise RequestError(
+                503,
+                "Datastore unreachable",
+                f"datastore: {exc}; the erasure could not be checked, try again later",
+            ) from None
         check = ErasureCheck(
             {f"{s}.{t}": n for (s, t), n in proof.remaining.items()},
             {f"{s}.{t}": n for (s, t), n in proof.kept.items()},
