@@ -229,11 +229,10 @@ def check_identities(
                     "Invalid request",
                     f"identities.{kind}: each value is 1-254 printable characters",
                 )
-            if kind == "email":
-                if not _EMAIL.match(value):
-                    raise RequestError(
-                        422, "Invalid request", "identities.email: not an e-mail address"
-                    )
+            if kind == "email" and not _EMAIL.match(value):
+                raise RequestError(
+                    422, "Invalid request", "identities.email: not an e-mail address"
+                )
             if value not in clean:
                 clean.append(value)
         out[kind] = clean
