@@ -277,3 +277,18 @@ def test_contradictory_legal_requests_are_422_naming_the_field(client):
     assert r.json()["detail"].startswith("categories: ")
     assert client.get("/api/legal", headers=officer).json()["requests"] == []
     assert client.get("/api/disclosures", headers=officer).json()["disclosures"] == []
+
+
+def test_a_bad_hold_scope_and_a_missing_country_are_422_naming_the_field(client):
+    officer = bearer(client, "privacy_officer")
+    request = {"authority": "A", "country": "DE", "reference": "R", "received": "2027-02-01",
+               "decision": "pending", "legal_basis": "law", "subjects": [SUBJECT]}  # fmt: skip
+    request_id = client.post("/api/legal", json=request, headers=officer).json()["id"]
+    r = client.post(f"/api/legal/{request_id}/holds", json={"scope": "shoe_size", "reason": "x"},
+                    headers=officer)  # fmt: skip
+    assert r.status_code == 422
+    assert r.json()["detail"].startswith("scope_undeclared: scope: shoe_size")
+    body = {k: v for k, v in DISCLOSURE.items() if k != "country"}
+    r = client.post("/api/disclosures", json=body, headers=bearer(client, "service"))
+    assert r.status_code == 422
+    assert r.json()["detail"].startswith("country_required: country: ")

@@ -117,7 +117,7 @@ def test_releasing_one_request_keeps_another_requests_hold(world):
     ("call", "rule"),
     [
         (lambda w, r: w.legal.hold(r, scope="shoe_size", reason="x", actor="u"),
-         "category_undeclared"),
+         "scope_undeclared"),
         (lambda w, r: w.legal.hold(r, scope="*", reason="x", actor="u", subjects=[someone()]),
          "subject_not_in_request"),
         (lambda w, r: w.legal.hold(r + 99, scope="*", reason="x", actor="u"), "unknown_request"),
@@ -225,3 +225,32 @@ def test_ids_beyond_the_stored_range_are_unknown_not_a_crash(world):
     assert denied.value.rule == "no_active_hold"
     assert world.legal.get(huge) is None
     assert not world.legal.names(huge, someone())
+
+
+def test_repeating_a_hold_returns_the_active_one(world):
+    subject, other = someone(), someone()
+    req = add(world, [subject])
+    [first] = world.legal.hold(req.id, scope="*", reason="keep", actor="u")
+    [again] = world.legal.hold(req.id, scope="*", reason="keep", actor="u")
+    assert again.id == first.id
+    assert len(world.vault.holds(subject)) == 1
+    loaded = world.legal.get(req.id)
+    assert loaded is not None
+    assert [h.id for h in loaded.holds] == [first.id]
+    [narrower] = world.legal.hold(req.id, scope="account", reason="keep", actor="u")
+    assert narrower.id != first.id  # another scope is another hold
+    world.legal.release(first.id, reason="done", actor="u")
+    [renewed] = world.legal.hold(req.id, scope="*", reason="again", actor="u")
+    assert renewed.id not in (first.id, narrower.id)  # a released hold is not reused
+    both = add(world, [subject, other], reference="2 BvR 2/27")
+    world.legal.hold(both.id, scope="*", reason="x", actor="u", subjects=[subject])
+    held = world.legal.hold(both.id, scope="*", reason="x", actor="u")
+    assert len(held) == 2
+    assert len(world.vault.holds(other)) == 1
+
+
+def test_a_bad_hold_scope_is_reported_on_scope(world):
+    req = add(world, [someone()])
+    with pytest.raises(PurposeDenied) as denied:
+        world.legal.hold(req.id, scope="shoe_size", reason="x", actor="u")
+    assert str(denied.value).startswith("scope: shoe_size")

@@ -16,6 +16,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    text,
 )
 
 from troth.store._schema import Id, metadata
@@ -61,6 +62,16 @@ legal_holds = Table(
     Column("released_by", String(128), nullable=True),
     Column("release_reason", Text, nullable=True),
     Index("ix_legal_holds_request", "request_id"),
+    # one active hold per request, subject and scope (a repeated hold returns the existing one)
+    Index(
+        "ux_legal_holds_active",
+        "request_id",
+        "subject_hash",
+        "scope",
+        unique=True,
+        sqlite_where=text("released_at IS NULL"),
+        postgresql_where=text("released_at IS NULL"),
+    ),
 )
 
 disclosures = Table(

@@ -167,12 +167,14 @@ class LegalRequests:
         self.disclosures = disclosures
         self.clock = clock
 
-    def _check_categories(self, categories: Sequence[str], field: str) -> None:
+    def _check_categories(
+        self, categories: Sequence[str], field: str, rule: str = "category_undeclared"
+    ) -> None:
         declared = {c.id for c in self.policy.categories}
         unknown = [c for c in categories if c not in declared]
         if unknown:
             raise PurposeDenied(
-                "category_undeclared",
+                rule,
                 f"{field}: {', '.join(unknown)} is not a data category the policy declares",
             )
 
@@ -375,17 +377,21 @@ class LegalRequests:
         subjects: Sequence[str] | None = None,
     ) -> list[Hold]:
         """Put the request's subjects (or the named ones among them) under a legal hold of
-        ``scope`` ('*' or a data category id). Erasure is blocked until it is released."""
+        ``scope`` ('*' or a data category id). Erasure is blocked until it is released.
+
+        Idempotent: a subject already under an active hold of this request and scope keeps
+        that hold, which is returned with the new ones."""
         _check_text(reason=reason, actor=actor)
         if not _storable(request_id):
             raise PurposeDenied("unknown_request", f"there is no legal request {request_id}")
         if scope != "*":
-            self._check_categories([scope], "scope")
+            self._check_categories([scope], "scope", rule="scope_undeclared")
         with writing(self.engine).begin() as conn:
+            # the request's row lock serialises holds on it (SQLite: the write lock at BEGIN)
             request = conn.execute(
-                select(legal_requests.c.authority, legal_requests.c.reference).where(
-                    legal_requests.c.id == request_id
-                )
+                select(legal_requests.c.authority, legal_requests.c.reference)
+                .where(legal_requests.c.id == request_id)
+                .with_for_update()
             ).first()
             if request is None:
                 raise PurposeDenied("unknown_request", f"there is no legal request {request_id}")
@@ -413,8 +419,21 @@ class LegalRequests:
                 f"legal request {request_id} ({request.authority}, {request.reference}): {reason}"
             )
             now = self.clock()
+            active: dict[str, int] = {
+                h: int(i)
+                for h, i in conn.execute(
+                    select(legal_holds.c.subject_hash, legal_holds.c.id).where(
+                        legal_holds.c.request_id == request_id,
+                        legal_holds.c.scope == scope,
+                        legal_holds.c.released_at.is_(None),
+                    )
+                ).all()
+            }
             created: list[int] = []
             for h in targets:
+                if h in active:  # the same hold again: it already holds
+                    created.append(active[h])
+                    continue
                 limit_id = self.vault.limit_in(
                     conn,
                     h,

@@ -42,6 +42,7 @@ _FIELDS = {
     "category_undeclared": "categories",
     "country_undeclared": "country",
     "country_required": "country",
+    "scope_undeclared": "scope",
     "no_mechanism": "recipient",
     "decision": "decision",
     "purpose": "purpose",

@@ -56,6 +56,14 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name="pk_legal_holds"),
     )
     op.create_index("ix_legal_holds_request", "legal_holds", ["request_id"])
+    op.create_index(
+        "ux_legal_holds_active",
+        "legal_holds",
+        ["request_id", "subject_hash", "scope"],
+        unique=True,
+        sqlite_where=sa.text("released_at IS NULL"),
+        postgresql_where=sa.text("released_at IS NULL"),
+    )
     op.create_table(
         "disclosures",
         sa.Column("id", Id, primary_key=True, autoincrement=True),
