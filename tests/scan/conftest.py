@@ -59,6 +59,9 @@ class _Handler(BaseHTTPRequestHandler):
         path = self.path.split("?")[0]
         if host == "shop.test" and path == "/start":
             self._send(302, b"", "text/plain", {"Location": "/"})
+        elif host == "old-shop.test":  # the shop moved: another origin
+            port = self.server.server_address[1]
+            self._send(301, b"", "text/plain", {"Location": f"http://shop.test:{port}/"})
         elif host == "shop.test" and path in PAGES:
             extra = {"Set-Cookie": "sid=s3ss10n; Path=/; HttpOnly"} if path == "/" else {}
             body = (SITE / PAGES[path]).read_bytes()

@@ -120,3 +120,15 @@ def test_excluded_links_are_not_followed(site: Site) -> None:
     expected = [site.url, site.url + "contact.html"]
     assert report.observations.pages == {"before": expected, "after": expected}
     assert report.observations.skipped == 1
+
+
+def test_a_start_page_redirected_to_another_origin_is_the_site(site: Site) -> None:
+    """old-shop.test redirects to shop.test: the crawl goes on there, and the shop's own host
+    is not a third party."""
+    options = ScanOptions(pages=10, accept_selector="#accept", map_hosts=site.map_hosts)
+    start = site.url.replace("shop.test", "old-shop.test")
+    report = scan_site(start, options, site.policy().policy)
+    expected = [site.url, site.url + "about.html", site.url + "contact.html"]
+    assert report.observations.pages == {"before": expected, "after": expected}
+    assert report.observations.site_host == "shop.test"
+    assert [(f.severity, f.kind, f.subject) for f in report.findings] == EXPECTED

@@ -241,7 +241,10 @@ class _Pass:
         self.browser = browser
         self.phase: Phase = phase
         self.start = start
+        # the site is where the start page lands (a redirect to https or www. included)
         self.origin = _origin(start)
+        self.start_host = obs.site_host
+        self.site_host = obs.site_host
         self.options = options
         self.obs = obs
         self.progress = progress
@@ -271,7 +274,7 @@ class _Pass:
         self.obs.skipped = max(self.obs.skipped, len(self.skipped))
         self.obs.cookies.extend(self.cookies.values())
         self.obs.storage.extend(sorted(self.storage, key=lambda s: (s.kind, s.key, s.origin)))
-        self.obs.requests.extend(self.requests)
+        self.obs.requests.extend(r for r in self.requests if not self._first_party(r.host))
 
     def _on_request(self, request: Request) -> None:
         if not self.recording or request.redirected_from is not None:
@@ -279,11 +282,22 @@ class _Pass:
         parts = urlsplit(request.url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             return
-        if is_first_party(parts.hostname, self.obs.site_host):
-            return
+        # first-party requests are dropped at the end, once the site's own host is known
         self.requests.append(
             ObservedRequest.from_url(request.url, request.resource_type, request.method, self.phase)
         )
+
+    def _first_party(self, host: str) -> bool:
+        return is_first_party(host, self.site_host) or is_first_party(host, self.start_host)
+
+    def _landed(self, url: str) -> None:
+        """The start page's final address (after redirects) says which site this is."""
+        origin, host = _origin(url), urlsplit(url).hostname
+        if origin is None or not host or urlsplit(url).scheme not in ("http", "https"):
+            return
+        self.origin, self.site_host = origin, host.lower()
+        if self.phase == "before":
+            self.obs.site_host = self.site_host
 
     async def _crawl(self, context: BrowserContext) -> None:
         first = await context.new_page()
@@ -372,6 +386,7 @@ class _Pass:
         if first and self.phase == "after":
             await self._accept(page, activity)
         if first:
+            self._landed(page.url)
             self.visited.append(page.url)
         hrefs = await self._read_page(page)
         if first and options.screenshots:
