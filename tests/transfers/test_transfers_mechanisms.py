@@ -308,3 +308,23 @@ def test_without_a_binding_regime_a_stated_mechanism_allows_the_disclosure(minim
     assert [f for f in transfer_findings(loaded) if f.severity == "error"] == []
     decided = decide_disclosure(loaded.policy, "stats_co", "analytics", ["usage"], FRESH)
     assert (decided.allowed, decided.mechanism, decided.country) == (True, "eu-gdpr:A46-2-c", "SG")
+
+
+def _ad_network(d: dict[str, Any]) -> dict[str, Any]:
+    return next(r for r in d["recipients"] if r["id"] == "ad_network")["transfer"]
+
+
+def test_a_mechanism_valid_until_before_it_is_valid_from_names_its_line(seed_variant):
+    err = _broken(
+        seed_variant,
+        lambda d: _ad_network(d).update(valid_from="2027-01-01", valid_until="2026-12-31"),
+    )
+    assert re.search(
+        r"variant-\d+\.yaml:\d+:\d+: .*valid_from \(2027-01-01\) is after valid_until", str(err)
+    ), str(err)
+
+
+@pytest.mark.parametrize("old", ["2010/87", "2004/915", "2001/497"])
+def test_a_module_of_clauses_that_have_none_names_its_line(seed_variant, old):
+    err = _broken(seed_variant, lambda d: _ad_network(d).update(scc=old))
+    assert re.search(rf"variant-\d+\.yaml:\d+:\d+: .*scc_module: .*{old} have no modules", str(err))

@@ -275,6 +275,27 @@ class Transfer(_Model):
     valid_until: dt.date | None = None
     note: Text | None = None
 
+    @model_validator(mode="after")
+    def _consistent(self) -> Transfer:
+        if (
+            self.valid_from is not None
+            and self.valid_until is not None
+            and self.valid_from > self.valid_until
+        ):
+            raise ValueError(
+                f"valid_from ({self.valid_from}) is after valid_until ({self.valid_until})"
+            )
+        if self.scc_module is not None:
+            from troth.policy.adequacy import adequacy_data  # the data set imports this module
+
+            if not adequacy_data().scc[self.scc].modules:
+                raise ValueError(
+                    f"scc_module: the standard contractual clauses of Decision {self.scc} have "
+                    "no modules (only those of Implementing Decision (EU) 2021/914 do); remove "
+                    "'scc_module' or move to the 2021/914 clauses"
+                )
+        return self
+
 
 class Recipient(_Model):
     id: Identifier
