@@ -186,6 +186,11 @@ def test_closed_requests_drop_their_identities_after_the_retention_period(life):
     view = desk.submit(
         "access", {"email": [EMAIL]}, channel="portal", actor="requester", language="en"
     )
+    # a reason goes into mail and the audit log: no control characters, as for extend
+    for bad in ("Duplicate\x1b[2J", "Dup\x00licate", "   "):
+        with pytest.raises(RequestError, match=r"^reason: .*no control characters"):
+            desk.reject(view.id, bad, "user:1")
+    assert desk.get(view.id).state == "submitted"
     rejected = desk.reject(view.id, "Duplicate of an earlier request", "user:1")
     assert desk.identities(view.id) == {"email": [EMAIL]}
     clock.advance(days=89)

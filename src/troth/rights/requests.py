@@ -602,8 +602,10 @@ class RequestDesk:
 
     def reject(self, request_id: str, reason: str, actor: str) -> RequestView:
         reason = reason.strip()
-        if not reason or len(reason) > 1000:
-            raise RequestError(422, "Invalid request", "reason: say why (1-1000 characters)")
+        if not reason or len(reason) > 1000 or CONTROL_CHARS.search(reason.replace("\n", " ")):
+            raise RequestError(
+                422, "Invalid request", "reason: say why (1-1000 characters, no control characters)"
+            )
 
         def run(conn: Connection, outbox: Outbox) -> None:
             row = self.lock(conn, request_id)
