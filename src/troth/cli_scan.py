@@ -10,6 +10,7 @@ import sys
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
+from urllib.parse import urlsplit
 
 import typer
 
@@ -122,6 +123,12 @@ def scan(
     loaded = _policy(policy)
     try:
         validate_url(url)
+        if "@" in urlsplit(url).netloc:
+            typer.echo(
+                "warning: the URL's user name and password are used to load the pages but "
+                "left out of every report",
+                err=True,
+            )
         if loaded is not None:
             choose_jurisdiction(loaded, jurisdiction)
         elif jurisdiction is not None:

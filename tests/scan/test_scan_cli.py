@@ -150,3 +150,28 @@ def test_without_a_policy_an_inventory(site: Site) -> None:
     hosts = {(r["phase"], r["host"]) for r in report["requests"]}
     assert ("before", "cdn.unknown.test") in hosts
     assert ("after", "px.tracker.test") in hosts
+
+
+def test_credentials_in_the_url_never_reach_a_report(site: Site, tmp_path: Path) -> None:
+    url = site.url.replace("http://", "http://ada:s3cret@") + "contact.html"
+    result = troth("scan", url, "--pages", "2", "--timeout", "2", "--format", "json",
+                   *site.map_host_args())  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "s3cret" not in result.stdout + result.stderr
+    assert "ada" not in result.stdout
+    assert "user name and password are used to load the pages" in result.stderr
+    report = json.loads(result.stdout)
+    assert report["url"] == site.url + "contact.html"
+    assert report["pages"]["before"][0] == site.url + "contact.html"
+    assert any(f"on {site.url}contact.html:" in p for p in report["problems"])  # no banner
+    html = tmp_path / "scan.html"
+    troth("scan", url, "--pages", "1", "--timeout", "2", "--format", "html", "-o", str(html),
+          *site.map_host_args())  # fmt: skip
+    assert "s3cret" not in html.read_text(encoding="utf-8")
+    with socket.socket() as s:  # a port nobody listens on: the error names the address
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    gone = troth("scan", f"http://ada:s3cret@gone.test:{port}/", *site.map_host_args())
+    assert gone.returncode == 2
+    assert f"http://gone.test:{port}/: cannot load" in gone.stderr
+    assert "s3cret" not in gone.stderr + gone.stdout

@@ -31,6 +31,7 @@ from troth.scan.observations import (
     Phase,
     Screenshot,
     is_first_party,
+    redact_text,
     redact_url,
 )
 
@@ -153,7 +154,7 @@ def crawl(url: str, options: ScanOptions, progress: Progress | None = None) -> O
         raise ScanError(
             f"Chromium is not installed at {options.chromium} (Debian: apt-get install chromium)"
         )
-    observations = Observations(start_url=start, site_host=host, gpc=options.gpc)
+    observations = Observations(start_url=redact_url(start), site_host=host, gpc=options.gpc)
     asyncio.run(_crawl(start, options, observations, progress))
     return observations
 
@@ -270,7 +271,7 @@ class _Pass:
             await self._crawl(context)
         finally:
             await context.close()
-        self.obs.pages[self.phase] = self.visited
+        self.obs.pages[self.phase] = [redact_url(u) for u in self.visited]
         self.obs.skipped = max(self.obs.skipped, len(self.skipped))
         self.obs.cookies.extend(self.cookies.values())
         self.obs.storage.extend(sorted(self.storage, key=lambda s: (s.kind, s.key, s.origin)))
@@ -286,6 +287,9 @@ class _Pass:
         self.requests.append(
             ObservedRequest.from_url(request.url, request.resource_type, request.method, self.phase)
         )
+
+    def _problem(self, message: str) -> None:
+        self.obs.problems.append(redact_text(message))
 
     def _first_party(self, host: str) -> bool:
         return is_first_party(host, self.site_host) or is_first_party(host, self.start_host)
@@ -374,14 +378,12 @@ class _Pass:
             response = await page.goto(url, wait_until="load")
         except PlaywrightError as exc:
             if first and self.phase == "before":
-                raise ScanError(f"{url}: cannot load: {_first_line(exc)}") from None
-            self.obs.problems.append(
-                f"{url}: cannot load ({self.phase} consent): {_first_line(exc)}"
-            )
+                raise ScanError(redact_text(f"{url}: cannot load: {_first_line(exc)}")) from None
+            self._problem(f"{url}: cannot load ({self.phase} consent): {_first_line(exc)}")
             self._progress(url)
             return None
         if response is not None and response.status >= 400:
-            self.obs.problems.append(f"{url}: HTTP {response.status} ({self.phase} consent)")
+            self._problem(f"{url}: HTTP {response.status} ({self.phase} consent)")
         await activity.settle(options.settle, min(options.page_timeout, SETTLE_CAP))
         if first and self.phase == "after":
             await self._accept(page, activity)
@@ -392,9 +394,9 @@ class _Pass:
         if first and options.screenshots:
             try:
                 png = await page.screenshot(type="png", timeout=options.page_timeout * 1000)
-                self.obs.screenshots.append(Screenshot(self.phase, url, png))
+                self.obs.screenshots.append(Screenshot(self.phase, redact_url(url), png))
             except PlaywrightError as exc:
-                self.obs.problems.append(f"{url}: no screenshot: {_first_line(exc)}")
+                self._problem(f"{url}: no screenshot: {_first_line(exc)}")
         self._progress(url)
         content_type = (response.headers.get("content-type", "") if response else "").lower()
         return self._same_origin(hrefs) if "html" in content_type else []
@@ -407,7 +409,7 @@ class _Pass:
         try:
             await self._bounded(page.query_selector(selector))
         except TimeoutError:
-            self.obs.problems.append(f"{page.url}: the page does not answer; consent not given")
+            self._problem(f"{page.url}: the page does not answer; consent not given")
             return
         except PlaywrightError:
             raise ScanError(
@@ -417,7 +419,7 @@ class _Pass:
         try:
             await page.click(selector, timeout=min(self.options.page_timeout, 10) * 1000)
         except PlaywrightTimeout:
-            self.obs.problems.append(
+            self._problem(
                 f"no accept control {selector!r} on {page.url}: "
                 "the 'after consent' pass ran without consent"
             )
@@ -434,7 +436,7 @@ class _Pass:
         except PlaywrightError:  # a page that navigated away or crashed meanwhile
             return []
         except TimeoutError:
-            self.obs.problems.append(f"{page.url}: the page does not answer; storage not read")
+            self._problem(f"{page.url}: the page does not answer; storage not read")
             return []
         if self.recording:
             origin = _origin(page.url) or ""

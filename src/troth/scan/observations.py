@@ -20,6 +20,7 @@ __all__ = [
     "Screenshot",
     "is_first_party",
     "is_google_host",
+    "redact_text",
     "redact_url",
 ]
 
@@ -50,6 +51,14 @@ def redact_url(url: str) -> str:
     if "@" not in parts.netloc:
         return url
     return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
+
+
+_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s?#@]*@")
+
+
+def redact_text(text: str) -> str:
+    """``text`` with the user name and password taken out of every address in it."""
+    return _USERINFO.sub(r"\1", text)
 
 
 def is_first_party(host: str, site_host: str) -> bool:
