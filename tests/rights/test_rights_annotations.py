@@ -124,6 +124,21 @@ def test_credentials_in_the_file_are_refused(tmp_path: Path, seed_policy: Policy
 
     assert load_datasets(write_datasets(tmp_path, from_env), seed_policy).store("lumen").url
 
+    for query in ("?password=hunter2", "?sslmode=require&PASSWORD=hunter2", "?sslpassword=x"):
+
+        def in_query(d: dict[str, Any], query: str = query) -> None:
+            d["datastores"][0]["url"] = f"postgresql://lumen@db.internal/lumen{query}"
+
+        [problem] = problems(write_datasets(tmp_path, in_query), seed_policy)
+        assert "credentials must not be written in this file" in problem, query
+
+    def query_from_env(d: dict[str, Any]) -> None:
+        d["datastores"][0]["url"] = (
+            "postgresql://lumen@db.internal/lumen?password=${LUMEN_DB_PASSWORD}&sslmode=require"
+        )
+
+    assert load_datasets(write_datasets(tmp_path, query_from_env), seed_policy)
+
 
 def test_urls_take_variables_from_the_environment() -> None:
     assert expand_url("${A}/x", {"A": "sqlite://"}) == "sqlite:///x"

@@ -330,6 +330,16 @@ def parse_datasets(data: bytes | str, policy: Policy, name: str = "<datasets>") 
 _REF = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)\.([A-Za-z_][A-Za-z0-9_]*)$")
 # user:password@ in a URL, where the password is not a ${VARIABLE}
 _CREDENTIAL = re.compile(r"^[A-Za-z0-9+.-]+://[^/@]*:(?!\$\{[^}]*\}@)[^/@]+@")
+# a password, passphrase or key in the query (?password=..., &sslpassword=...), not a ${VARIABLE}
+_QUERY_SECRET = re.compile(
+    r"[?&][A-Za-z_]*(?:password|passwd|pwd|passphrase|secret|token|sslkey)[A-Za-z_]*"
+    r"=(?!\$\{[^}]*\}(?:&|$))[^&]+",
+    re.IGNORECASE,
+)
+
+
+def _has_credentials(url: str) -> bool:
+    return bool(_CREDENTIAL.match(url) or _QUERY_SECRET.search(url))
 
 
 class _Checker:
@@ -387,7 +397,7 @@ class _Checker:
             self.add((*loc, "subjects"), "only a datastore of kind 'troth' has subjects", key=True)
         if store.url is None:
             self.add(loc, f"datastore {quote(store.id)} needs a url (e.g. ${{LUMEN_DATABASE_URL}})")
-        elif _CREDENTIAL.match(store.url):
+        elif _has_credentials(store.url):
             self.add(
                 (*loc, "url"),
                 "credentials must not be written in this file: use ${VARIABLE} for the password "
