@@ -22,6 +22,7 @@ from troth.config import Settings
 from troth.errors import PurposeDenied, TrothError
 
 if TYPE_CHECKING:
+    from troth.keyring.keys import Keyring
     from troth.policy.model import Policy
     from troth.transfers.disclosures import DisclosureLog
     from troth.transfers.legal import LegalRequests
@@ -99,23 +100,52 @@ def _json(data: Any) -> bytes:
 
 
 def _open(policy: Path, database_url: str | None) -> tuple[DisclosureLog, LegalRequests]:
+    """The disclosure log and legal requests on the database, opened from the capabilities
+    and the store directly (the CLI does not go through the web layer): the schema is
+    brought up to date, keys come from ``TROTH_KEYS_DIR`` (or ``TROTH_KEK``/``TROTH_KEK_FILE``)
+    and audit heads go to ``TROTH_AUDIT_HEADS``, as for ``troth serve``."""
+    from troth.audit.log import AuditLog
+    from troth.keyring.subjects import SubjectHasher
+    from troth.policy.compiled import compile_policy
+    from troth.store.engine import make_engine
+    from troth.store.migrate import upgrade
+    from troth.store.secrets import Secrets
     from troth.transfers.disclosures import DisclosureLog
     from troth.transfers.legal import LegalRequests
-    from troth.web.services import Services
+    from troth.vault.vault import Vault
 
     settings = Settings(database_url=database_url) if database_url else Settings()
     loaded = _policy(policy)
     try:
-        services = Services.open(loaded, settings)
+        engine = make_engine(settings.database_url)
+        upgrade(engine)
+        secrets = Secrets(settings.keys_dir)
+        keyring = _keyring(settings)
+        audit = AuditLog(keyring, secrets.signing_key("audit"), settings.audit_heads)
+        hasher = SubjectHasher(secrets.key("subject"))
     except TrothError as exc:
         raise _fail(str(exc)) from None
-    log = DisclosureLog(
-        services.engine, loaded, services.vault.hash, services.audit, services.vault
+    # These commands record limits and disclosures but never read vault values, so no
+    # consent lookup is needed; were one made, it would find no consent (fail closed).
+    vault = Vault(
+        engine, compile_policy(loaded), hasher, keyring, audit, lambda _s: set(), settings.erasures
     )
-    legal = LegalRequests(
-        services.engine, loaded, services.vault.hash, services.audit, services.vault, log
-    )
-    return log, legal
+    log = DisclosureLog(engine, loaded, hasher, audit, vault)
+    return log, LegalRequests(engine, loaded, hasher, audit, vault, log)
+
+
+def _keyring(settings: Settings) -> Keyring:
+    """The current key-encryption key plus the previous ones (``kek-*.key``), as the server
+    opens them."""
+    from troth.keyring.kek import LocalKEK, load_kek
+    from troth.keyring.keys import Keyring
+
+    kek = load_kek(settings.kek_file, settings.kek, create_at=settings.keys_dir / "kek.key")
+    previous: dict[str, LocalKEK] = {}
+    for path in sorted(settings.keys_dir.glob("kek-*.key")):
+        old = load_kek(path, None)
+        previous[old.id] = old
+    return Keyring(kek, previous)
 
 
 def _subjects(enabled: bool) -> list[str]:

@@ -157,3 +157,32 @@ def test_transfers_check_before_the_clauses_applied_says_from_when():
     assert r.returncode == 1
     assert "apply only from 2021-06-27" in r.stdout
     assert "None" not in r.stdout
+
+
+# Runs troth's CLI with the web layer made unimportable.
+WITHOUT_WEB = "import sys; sys.modules['troth.web'] = None; from troth.cli import app; app()"
+
+
+def test_disclosure_and_legal_commands_do_not_need_the_web_layer(tmp_path):
+    env = {**os.environ, "TROTH_KEYS_DIR": str(tmp_path / "keys"),
+           "TROTH_AUDIT_HEADS": str(tmp_path / "heads.jsonl"), "TROTH_POLICY": str(SEED),
+           "TROTH_DATABASE_URL": f"sqlite:///{tmp_path / 'troth.db'}"}  # fmt: skip
+
+    def cli(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-c", WITHOUT_WEB, *args], capture_output=True,
+                              text=True, timeout=120, cwd=ROOT, check=False, input=stdin,
+                              env=env)  # fmt: skip
+
+    r = cli("disclosures", "record", "--recipient", "authorities", "--purpose",
+            "legal_compliance", "--category", "account", "--subjects-stdin",
+            stdin=f"{SUBJECT}\n")  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    r = cli("legal", "add", "--authority", "Polizei", "--country", "DE", "--reference", "P-9",
+            "--received", "2027-01-10", "--decision", "pending", "--legal-basis", "§ 163 StPO",
+            "--subjects-stdin", stdin=f"{SUBJECT}\n")  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    r = cli("legal", "hold", "1", "--reason", "evidence")
+    assert r.returncode == 0, r.stderr
+    [request] = json.loads(cli("legal", "list", "--json").stdout)
+    assert request["holds"][0]["active"] is True
+    assert json.loads(cli("disclosures", "report", "--json").stdout)[0]["subjects"] == 1

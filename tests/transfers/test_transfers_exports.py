@@ -292,9 +292,9 @@ def test_play_data_safety_for_the_seed(seed):
     }
 
 
-def test_only_visitors_changes_the_answers(seed):
-    # visitors of the website are no app users: their activities are fewer; prospects even
-    # fewer (only e-mail marketing and legal records)
+def test_the_app_store_label_for_prospects_lists_only_their_data(seed):
+    # the label covers the activities of the chosen subjects only: prospects are e-mailed
+    # and kept in legal records, never shown advertising
     label = app_store_label(seed.policy, ["prospect"])
     assert "Purchases/Purchase History" in label["data_types"]  # legal_claims keeps billing
     assert "Usage Data/Advertising Data" not in label["data_types"]

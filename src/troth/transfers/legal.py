@@ -5,6 +5,13 @@ Subjects named in a request are stored only as keyed hashes. A hold is a vault l
 kind ``legal_hold`` whose scope is ``'*'`` (all the subject's data) or one data category id
 (the convention the rights engine reads through :meth:`Vault.holds`); it blocks erasure
 until released. Creating a request, its disclosures and its holds is one transaction.
+
+The subject hashes of legal requests and holds are kept after the subject's erasure, on
+purpose (the disclosure log, by contrast, is unlinked from an erased subject): they are the
+legal record of what an authority asked for, what was disclosed to it and what was held,
+which the controller must be able to show for as long as the proceedings may need it (GDPR
+Art. 5(2), Art. 17(3)(b) and (e)). A keyed hash identifies nobody by itself; it matches
+only when the identifier is presented again, with the server's subject key.
 """
 
 from __future__ import annotations
