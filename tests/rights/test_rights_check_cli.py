@@ -168,3 +168,13 @@ def test_a_reference_to_someone_elses_row_on_a_not_null_column_is_an_error(
     assert r.returncode == 1, r.stdout + r.stderr
     finding = next(x for x in r.stdout.splitlines() if " error R007: " in x)
     assert "'devices.account_id' is declared with erasure null" in finding
+
+
+def test_a_missing_sqlite_file_is_a_finding_and_is_not_created(tmp_path: Path) -> None:
+    annotations = write_datasets(tmp_path, lambda d: None)
+    missing = tmp_path / "no-such-dir-or-file.db"
+    r = run("check", str(SEED_POLICY), "--datasets", str(annotations), "--connect",
+            env={"LUMEN_DATABASE_URL": f"sqlite:///{missing}"})  # fmt: skip
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert " error R001: cannot connect to datastore 'lumen'" in r.stdout
+    assert not missing.exists()

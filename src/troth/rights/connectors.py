@@ -23,6 +23,7 @@ import datetime as dt
 import decimal
 import re
 import threading
+import urllib.parse
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from typing import Any, Protocol
@@ -166,6 +167,10 @@ def _engine_for(store: Datastore, url: str | None) -> Engine:
     elif backend == "mysql" and parsed.get_driver_name() != "pymysql":
         raise StoreError(f"datastore '{store.id}': use the pymysql driver (mysql+pymysql)")
     if backend == "sqlite":
+        if parsed.database and parsed.database != ":memory:" and "uri" not in parsed.query:
+            # the service's database must exist: a missing file is an error, not a new one
+            path = urllib.parse.quote(parsed.database, safe="/:")
+            parsed = parsed.set(database=f"file:{path}", query={"mode": "rw", "uri": "true"})
         # The driver leaves transactions to us, so an erasure's reads and writes are one
         # transaction that holds the write lock from its start (see "begin" below).
         engine = create_engine(
