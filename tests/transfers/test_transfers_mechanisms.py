@@ -328,3 +328,32 @@ def test_a_mechanism_valid_until_before_it_is_valid_from_names_its_line(seed_var
 def test_a_module_of_clauses_that_have_none_names_its_line(seed_variant, old):
     err = _broken(seed_variant, lambda d: _ad_network(d).update(scc=old))
     assert re.search(rf"variant-\d+\.yaml:\d+:\d+: .*scc_module: .*{old} have no modules", str(err))
+
+
+# --- one rule for when a decision applies ------------------------------------------------------
+
+_MONTHS = ["January", "February", "March", "April", "May", "June", "July", "August",
+           "September", "October", "November", "December"]  # fmt: skip
+
+
+def test_eu_adequacy_decisions_apply_from_the_date_they_bear():
+    # notified to the Member States on that date, they take effect then (TFEU Art. 297(2)),
+    # not on publication in the Official Journal; see NOTICE-adequacy.md
+    data = adequacy_data()
+    for d in data.regimes["eu"][1]:
+        if d.id == "eu_gb":  # recorded from the day the 2021 decision ceased (NOTICE)
+            continue
+        day, month, year = re.search(r" of (\d{1,2}) (\w+) (\d{4})", d.reference).groups()
+        bears = dt.date(int(year), _MONTHS.index(month) + 1, int(day))
+        assert d.applies_from == bears, d.id
+    assert data.decisions["eu_br"].applies_from == dt.date(2026, 1, 26)
+    assert data.decisions["eu_epo"].applies_from == dt.date(2025, 7, 15)
+
+
+def test_the_epo_decision_applies_from_its_notification(minimal_variant):
+    epo = {"mechanism": "adequacy", "adequacy": ["eu_epo"],
+           "organisation": "european_patent_organisation"}  # fmt: skip
+    f = only(transfer_findings(minimal_variant(recipient(["US"], epo, "2025-07-14"))))
+    assert f.code == "T025"
+    assert "applies only from 2025-07-15" in f.message
+    assert transfer_findings(minimal_variant(recipient(["US"], epo, "2025-07-15"))) == []
