@@ -5,6 +5,7 @@ proof that nothing is left — on SQLite, PostgreSQL and MariaDB."""
 from __future__ import annotations
 
 import datetime as dt
+import re
 from typing import Any
 
 import pytest
@@ -286,4 +287,20 @@ def test_erasing_someone_who_referred_prospects_unlinks_them_and_keeps_them(
     assert world.sql("SELECT id FROM accounts WHERE id = 2") == []
     rows = world.sql("SELECT id, referred_by FROM prospects WHERE id IN (2, 3, 4, 5) ORDER BY id")
     assert [tuple(r) for r in rows] == [(2, None), (3, None), (4, None), (5, None)]
+    assert engine.prove_erasure(found.identities).proven
+
+
+def test_a_short_value_is_masked_not_mistaken_for_a_mask(world: World) -> None:
+    # 'er' and 'erased' look like the start of a mask; they are someone's words
+    world.sql(
+        "INSERT INTO support_tickets (id, account_id, email, subject, body, opened_at) "
+        "VALUES (9003, NULL, :e, 'er', 'erased', '2026-01-02T10:00:00')",
+        e=ALEX["email"],
+    )
+    engine = world.engine()
+    found = engine.discover(ALEX_IDS)
+    engine.erase(found.identities, "lumen", actor="test")
+    [(subject, body)] = world.sql("SELECT subject, body FROM support_tickets WHERE id = 9003")
+    assert re.fullmatch(r"erased-[0-9a-f]{12}", subject), subject
+    assert re.fullmatch(r"erased-[0-9a-f]{12}", body), body
     assert engine.prove_erasure(found.identities).proven

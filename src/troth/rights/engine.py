@@ -22,12 +22,14 @@ subject's keyed hash. troth's own store audits its vault erasure itself.
 
 from __future__ import annotations
 
+import functools
+import re
 import secrets
 from collections import defaultdict
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from troth.errors import PolicyError
 from troth.policy.datasets import DatasetField, Datasets, DatasetTable
@@ -135,19 +137,24 @@ def _normalise(identities: Identities) -> dict[str, set[str]]:
     return out
 
 
+_MASKED = re.compile(re.escape(_MASK) + r"[0-9a-f]{12}")
+MaskForm = Literal["mask", "null", "star"]
+
+
 def _is_masked(value: Any) -> bool:
-    if not isinstance(value, str):
-        return False
-    if len(value) <= len(_MASK):
-        return _MASK.startswith(value)
-    return value.startswith(_MASK)
+    """Whether erasure already masked ``value``: only the whole, exact forms count (a
+    value like 'er' is someone's data, not a shortened mask)."""
+    return isinstance(value, str) and (bool(_MASKED.fullmatch(value)) or value == "*")
 
 
-def _mask(value: Any) -> Any:
-    """A random stand-in that keeps no part of the value (text), or NULL (anything else)."""
-    if not isinstance(value, str):
+def _mask(value: Any, form: MaskForm) -> Any:
+    """A stand-in that keeps no part of the value: ``erased-`` and 12 random hex digits
+    where the column has room; else NULL, or '*' where the column cannot be NULL."""
+    if not isinstance(value, str) or form == "null":
         return None
-    return (_MASK + secrets.token_hex(6))[: max(len(value), 1)]
+    if form == "star":
+        return "*"
+    return _MASK + secrets.token_hex(6)
 
 
 class RightsEngine:
@@ -163,6 +170,7 @@ class RightsEngine:
         self._order = {sid: _erasure_order(c) for sid, c in self.connectors.items()}
         self._unique: dict[tuple[str, str], list[str]] = {}
         self._follow: dict[tuple[str, str], list[DatasetField]] = {}
+        self._masks: dict[tuple[str, str, str], MaskForm] = {}
 
     # --- finding ---------------------------------------------------------------------------
 
@@ -362,8 +370,9 @@ class RightsEngine:
                     else:
                         tp.delete.append(row[table.key])
                 continue
+            form = functools.partial(self._mask_form, sid, connector, table)
             for row in rows:
-                changes, kept_reasons, nulled, masked = self._row_changes(table, row, holds)
+                changes, kept_reasons, nulled, masked = self._row_changes(table, row, holds, form)
                 if changes:
                     tp.update[row[table.key]] = changes
                 outcome.nulled += nulled
@@ -447,8 +456,25 @@ class RightsEngine:
             if len(tp.delete) != len(doomed[name]):
                 tp.delete = [k for k in tp.delete if k in doomed[name]]
 
+    def _mask_form(
+        self, sid: str, connector: Connector, table: DatasetTable, f: DatasetField
+    ) -> MaskForm:
+        key = (sid, table.name, f.name)
+        if key not in self._masks:
+            try:
+                connector.coerce_value(table, f.name, _MASK + "0" * 12)
+                form: MaskForm = "mask"
+            except ValueError:  # too short for a whole mask, or not text
+                form = "null" if connector.nullable(table.name, f.name) else "star"
+            self._masks[key] = form
+        return self._masks[key]
+
     def _row_changes(
-        self, table: DatasetTable, row: Row, holds: Collection[tuple[str, str]]
+        self,
+        table: DatasetTable,
+        row: Row,
+        holds: Collection[tuple[str, str]],
+        mask_form: Callable[[DatasetField], MaskForm],
     ) -> tuple[dict[str, Any], list[str], int, int]:
         changes: dict[str, Any] = {}
         kept: list[str] = []
@@ -470,7 +496,7 @@ class RightsEngine:
                 changes[f.name] = None
                 nulled = 1
             elif strategy == "mask" and value is not None and not _is_masked(value):
-                changes[f.name] = _mask(value)
+                changes[f.name] = _mask(value, mask_form(f))
                 masked = 1
         return changes, kept, nulled, masked
 
