@@ -201,3 +201,33 @@ def test_consent_before_the_click_depends_on_the_jurisdiction(
 def test_an_unknown_jurisdiction_is_refused(policy: Policy) -> None:
     with pytest.raises(ScanError, match=r"--jurisdiction: 'mars' is not .*; it has eu, us_ca, au"):
         compare(observed(), with_regions(policy), "mars")
+
+
+def test_a_beacon_before_consent_to_an_untracked_host_stays_flagged(policy: Policy) -> None:
+    """Adding the suggested recipient (with its pixel) declares the host, but the pixel still
+    fired before any consent: the finding stays until the site waits for the click."""
+    beacon = ObservedRequest.from_url("https://px.new.example/b?e=pv", "image", "GET", "before")
+    obs = observed(requests=[beacon])
+    found = [f for f in compare(obs, policy) if f.severity == "violation"]
+    assert [(f.kind, f.subject) for f in found] == [
+        ("request_before_consent", "px.new.example"),
+        ("undeclared_host", "px.new.example"),
+    ]
+    data = policy.model_dump(mode="python")
+    for section, entries in yaml.safe_load(found[1].suggestion or "").items():
+        data[section].extend(entries)
+    fixed = Policy.model_validate(data)
+    pixel = next(t for t in fixed.tracking if t.domain == "px.new.example")
+    assert (pixel.type, pixel.vendor, pixel.category) == ("pixel", "px_new_example", "advertising")
+    assert violations(obs, fixed) == [("request_before_consent", "px.new.example")]
+    # a declared recipient without a technology: flagged too, with the pixel to declare
+    bare = policy.model_copy(update={"recipients": [*policy.recipients, fixed.recipients[-1]]})
+    flagged = [f for f in compare(obs, bare) if f.severity == "violation"]
+    assert [(f.kind, f.subject) for f in flagged] == [("request_before_consent", "px.new.example")]
+    assert "vendor: px_new_example" in (flagged[0].suggestion or "")
+    # a script, not a beacon, is only an undeclared host; opt-out lets a beacon come early
+    script = ObservedRequest.from_url("https://px.new.example/t.js", "script", "GET", "before")
+    assert violations(observed(requests=[script]), bare) == []
+    assert [
+        f.kind for f in compare(obs, with_regions(bare), "us_ca") if f.severity == "violation"
+    ] == []

@@ -12,7 +12,8 @@ Violations (a scan exits 1 on any):
   required ones; under ``opt_out`` and ``notice`` none, except the categories a Global Privacy
   Control signal refuses there (``gpc: opt_out``, ``gpc_refuses``) when the scan sent one;
 * ``request_before_consent``: a request, before any consent, to a third party whose declared
-  tracking technologies all need consent (a Google request whose Consent Mode ``gcs`` says
+  tracking technologies all need consent, or (under opt-in) a beacon-like one to a third party
+  no tracking technology covers (a Google request whose Consent Mode ``gcs`` says
   storage is denied is a cookieless ping and is not counted);
 * ``expiry_too_long``: a cookie that lives longer than its declared expiry.
 
@@ -41,7 +42,7 @@ from troth.scan.observations import (
     is_first_party,
     is_google_host,
 )
-from troth.scan.suggest import cookie_snippet, host_snippet, storage_snippet
+from troth.scan.suggest import cookie_snippet, host_snippet, pixel_snippet, storage_snippet
 
 __all__ = [
     "Finding",
@@ -130,6 +131,11 @@ class _Consent:
             else []
         )
         self.refused = set(refused) - self.free
+
+    @property
+    def strict(self) -> bool:
+        """Opt-in: nothing but the necessary before the click."""
+        return self.model == "opt_in"
 
     def before_click(self, category: str) -> bool:
         if self.model == "opt_in":
@@ -325,6 +331,14 @@ def _hosts(obs: Observations, policy: Policy, consent: _Consent) -> list[Finding
             if (t.vendor is not None and t.vendor in vendors)
             or (t.domain is not None and _host_matches(host, t.domain))
         ]
+        categories = {t.category for t in techs}
+        early = [
+            r
+            for r in requests
+            if r.phase == "before" and not (is_google_host(host) and gcs_denies_storage(r.gcs))
+        ]
+        # beacon-like requests before the click to a host no tracking technology covers
+        untracked = [r for r in early if r.beacon] if not categories and consent.strict else []
         if not recipients:
             out.append(
                 Finding(
@@ -333,16 +347,22 @@ def _hosts(obs: Observations, policy: Policy, consent: _Consent) -> list[Finding
                     host,
                     f"third party {host} was contacted ({_request_summary(requests)}) "
                     "but no recipient lists it in recipients[].hosts",
-                    host_snippet(policy, host, techs),
+                    host_snippet(policy, host, techs, pixel=bool(untracked)),
                 )
             )
-        categories = {t.category for t in techs}
-        early = [
-            r
-            for r in requests
-            if r.phase == "before" and not (is_google_host(host) and gcs_denies_storage(r.gcs))
-        ]
-        if early and categories and all(consent.before_click(c) for c in categories):
+        if untracked:
+            out.append(
+                Finding(
+                    "request_before_consent",
+                    "violation",
+                    host,
+                    f"{len(untracked)} beacon-like request(s) to {host} before any consent "
+                    f"({_request_summary(untracked)}); no tracking technology of the policy "
+                    "covers the host",
+                    pixel_snippet(policy, host, recipients[0].id) if recipients else None,
+                )
+            )
+        elif early and categories and all(consent.before_click(c) for c in categories):
             gcs = sorted({r.gcs or "none" for r in early}) if is_google_host(host) else []
             signal = f"; Consent Mode gcs: {', '.join(gcs)}" if gcs else ""
             out.append(

@@ -12,7 +12,7 @@ import re
 from troth.policy.model import Policy, TrackingTechnology
 from troth.scan.classify import Classification, iso_duration, yaml_id
 
-__all__ = ["cookie_snippet", "host_snippet", "storage_snippet"]
+__all__ = ["cookie_snippet", "host_snippet", "pixel_snippet", "storage_snippet"]
 
 
 def _purposes_for(policy: Policy, category: str) -> str:
@@ -72,21 +72,45 @@ def _describe(cls: Classification | None) -> str:
     return f"Set by {cls.platform} ({cls.source_category.lower()}). TODO: why we use it"
 
 
-def host_snippet(policy: Policy, host: str, techs: list[TrackingTechnology]) -> str:
+def host_snippet(
+    policy: Policy, host: str, techs: list[TrackingTechnology], *, pixel: bool = False
+) -> str:
+    """A recipient for ``host`` (with a pixel technology when ``pixel``: beacon-like requests
+    went there before any consent), or the line to add where a recipient already fits."""
     vendors = sorted({t.vendor for t in techs if t.vendor})
     if vendors:
         return f"# add to recipients[{vendors[0]}].hosts:\n    hosts: [{_yaml_str(host)}]"
+    vendor = yaml_id(host)
+    lines = [
+        "recipients:",
+        f"  - id: {vendor}",
+        f"    name: {_yaml_str(host)}  # check: the company behind it",
+        "    type: service_provider",
+        "    role: processor",
+        "    description: TODO what they do for us",
+        "    countries: [US]  # check: where they process data",
+        f"    purposes: [{policy.purposes[0].id}]  # check",
+        f"    hosts: [{_yaml_str(host)}]",
+    ]
+    if pixel:
+        lines += pixel_snippet(policy, host, vendor).splitlines()
+    return "\n".join(lines)
+
+
+def pixel_snippet(policy: Policy, host: str, vendor: str) -> str:
+    """A pixel technology of recipient ``vendor`` on ``host``, for beacon-like requests."""
     return "\n".join(
         [
-            "recipients:",
-            f"  - id: {yaml_id(host)}",
-            f"    name: {_yaml_str(host)}  # check: the company behind it",
-            "    type: service_provider",
-            "    role: processor",
-            "    description: TODO what they do for us",
-            "    countries: [US]  # check: where they process data",
-            f"    purposes: [{policy.purposes[0].id}]  # check",
-            f"    hosts: [{_yaml_str(host)}]",
+            "tracking:",
+            f"  - id: {yaml_id(host)}_pixel",
+            "    type: pixel",
+            f"    name: {_yaml_str(host + ' pixel')}",
+            "    party: third",
+            f"    vendor: {vendor}",
+            f"    domain: {_yaml_str(host)}",
+            "    category: advertising  # check: what the requests are for",
+            f"    {_purposes_for(policy, 'advertising')}",
+            "    description: TODO what it reports and why",
         ]
     )
 
