@@ -103,7 +103,35 @@ def test_oversized_bodies_and_broken_forms_are_refused(life):
     assert "Your request was not sent." in r.text
     assert "kind: " in r.text
     assert EMAIL not in r.text
+    # a form cut short, with no boundary, or of a kind that is no form: 400, not 422
+    cut = (
+        b'--XYZ\r\nContent-Disposition: form-data; name="kind"\r\n\r\naccess\r\n--XYZ\r\n'
+        b'Content-Disposition: form-data; name="email"\r\n\r\n' + EMAIL.encode()
+    )
+    for content_type, body in (
+        ("multipart/form-data; boundary=XYZ", cut),
+        ("multipart/form-data", cut),
+        ("multipart/form-data; boundary=XYZ", b"not multipart at all"),
+        ("text/plain", b"kind=access&email=" + EMAIL.encode()),
+    ):
+        r = life.client.post(
+            "/privacy/requests", content=body, headers={"Content-Type": content_type}
+        )
+        assert (r.status_code, r.json()["detail"]) == (400, "body: not a readable form"), (
+            content_type,
+            r.text,
+        )
+        assert EMAIL not in r.text
     assert requests_stored(life) == 0
+    # the same form, whole, is taken
+    r = life.client.post(
+        "/privacy/requests",
+        content=cut + b"\r\n--XYZ--\r\n",
+        headers={"Content-Type": "multipart/form-data; boundary=XYZ"},
+        follow_redirects=False,
+    )
+    assert r.status_code == 303, r.text
+    assert requests_stored(life) == 1
 
 
 def test_unknown_requests_codes_and_links_are_4xx(life):

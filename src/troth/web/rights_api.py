@@ -14,6 +14,7 @@ with the steps and the decisions (forms with the session's CSRF token).
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Annotated, Any, Literal, TypeVar
@@ -90,6 +91,9 @@ def _first_error(exc: ValidationError) -> RequestError:
     return RequestError(422, "Invalid request", f"{where}: {first['msg']}")
 
 
+_BOUNDARY = re.compile(r'boundary="?([^";]{1,70})"?', re.IGNORECASE)
+
+
 async def _fields(request: Request) -> tuple[dict[str, Any], bool]:
     """The body as a mapping, and whether it came as JSON (else a form)."""
     content_type = request.headers.get("content-type", "")
@@ -101,10 +105,24 @@ async def _fields(request: Request) -> tuple[dict[str, Any], bool]:
         if not isinstance(data, dict):
             raise RequestError(400, "Malformed JSON", "body: expected a JSON object")
         return data, True
+    media = content_type.split(";", 1)[0].strip().lower()
+    broken = RequestError(400, "Malformed form", "body: not a readable form")
+    if media not in ("application/x-www-form-urlencoded", "multipart/form-data"):
+        if not media and not await request.body():
+            return {}, False  # no body at all (a decision that needs no fields)
+        raise broken
+    if media == "multipart/form-data":
+        # a body cut short parses as an empty form: it must end with its closing boundary
+        boundary = _BOUNDARY.search(content_type)
+        body = await request.body()
+        if boundary is None or not body.rstrip(b"\r\n").endswith(
+            b"--" + boundary.group(1).encode("latin-1") + b"--"
+        ):
+            raise broken
     try:
         form = await request.form()
     except Exception:  # a broken multipart body; nothing of it is echoed
-        raise RequestError(400, "Malformed form", "body: not a readable form") from None
+        raise broken from None
     return {k: v for k, v in form.items() if isinstance(v, str) and k != "csrf"}, False
 
 
