@@ -231,3 +231,32 @@ def test_a_beacon_before_consent_to_an_untracked_host_stays_flagged(policy: Poli
     assert [
         f.kind for f in compare(obs, with_regions(bare), "us_ca") if f.severity == "violation"
     ] == []
+
+
+def test_open_cookie_database_platform_only_where_its_domain_fits(policy: Policy) -> None:
+    obs = observed(
+        cookies=[
+            cookie("SID", None, "before"),  # a shop's own session: not Google's 'SID'
+            ObservedCookie("SID", ".google.com", "/", 730 * DAY, "after"),
+            cookie("PHPSESSID", None, "before"),  # Functional: preferences, to be checked
+        ]
+    )
+    findings = compare(obs, policy)
+    undeclared = {
+        (f.subject, "google.com" in f.message): f for f in findings if f.kind == "undeclared_cookie"
+    }
+    assert undeclared[("SID", False)].classification is None
+    google = undeclared[("SID", True)].classification
+    assert google is not None
+    assert (google.platform, google.category) == ("Google", "advertising")
+    php = undeclared[("PHPSESSID", False)]
+    assert php.classification is not None
+    assert (php.classification.category, php.classification.source_category) == (
+        "preferences",
+        "Functional",
+    )
+    assert "category: preferences  # check: the Open Cookie Database says Functional" in (
+        php.suggestion or ""
+    )
+    # neither a name another site uses nor a guessed category proves a cookie came too early
+    assert [f for f in findings if f.kind == "cookie_before_consent"] == []

@@ -7,6 +7,7 @@ Apache-2.0, see its NOTICE); matches say so in the report.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from troth.policy.vocabulary import vocabulary
@@ -18,9 +19,11 @@ OCD_ATTRIBUTION = (
     "Apache License 2.0"
 )
 
-# Open Cookie Database categories -> troth tracking categories.
+# Open Cookie Database categories -> troth tracking categories. "Functional" covers both what
+# a site needs and what only remembers a choice: the likelier reading that still asks for
+# consent, marked "# check" in suggestions and never judged "before consent" on its own.
 _CATEGORIES = {
-    "Functional": "necessary",
+    "Functional": "preferences",
     "Necessary": "necessary",
     "Personalization": "preferences",
     "Analytics": "analytics",
@@ -39,6 +42,11 @@ class Classification:
     source_category: str  # the database's own category
     retention: str
 
+    @property
+    def certain(self) -> bool:
+        """The category is the database's own (not the guess made for "Functional")."""
+        return self.source_category != "Functional"
+
     def as_dict(self) -> dict[str, str]:
         return {
             "entry": self.name,
@@ -50,10 +58,19 @@ class Classification:
         }
 
 
-def classify_cookie(name: str) -> Classification | None:
+def classify_cookie(name: str, host: str | None = None) -> Classification | None:
+    """What the database says about ``name`` as set on ``host``. An entry for another domain
+    than ``host`` names that platform's cookie, not this one, when the name is a plain word
+    (``lang`` on a shop is not LinkedIn's); a vendor-prefixed name (``_fbp``) is that vendor's
+    wherever its script sets it."""
     entry = vocabulary().cookie(name)
     if entry is None or entry.category not in _CATEGORIES:
         return None
+    domain = entry.domain.removesuffix("(3rd party)").strip().lstrip(".").lower()
+    if host is not None and domain and re.fullmatch(r"[A-Za-z]+", name):
+        host = host.lstrip(".").lower()
+        if host != domain and not host.endswith("." + domain):
+            return None
     return Classification(
         name=entry.name,
         platform=entry.platform,

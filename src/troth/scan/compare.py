@@ -29,6 +29,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
+from urllib.parse import urlsplit
 
 from troth.policy.model import Jurisdiction, Policy, TrackingTechnology
 from troth.policy.types import Duration
@@ -213,7 +214,7 @@ def _cookies(
         where = f"{name} ({host})"
         tech = matcher.find(name, ("cookie",))
         if tech is None:
-            cls = classify_cookie(name)
+            cls = classify_cookie(name, host)
             known = f"; Open Cookie Database: {cls.platform}, {cls.source_category}" if cls else ""
             out.append(
                 Finding(
@@ -227,7 +228,7 @@ def _cookies(
                     cls,
                 )
             )
-            if before and cls is not None and consent.before_click(cls.category):
+            if before and cls is not None and cls.certain and consent.before_click(cls.category):
                 out.append(
                     Finding(
                         "cookie_before_consent",
@@ -281,7 +282,7 @@ def _storage(
         tech = matcher.find(key, (kind,))
         category: str | None
         if tech is None:
-            cls = classify_cookie(key)
+            cls = classify_cookie(key, _host_of(seen[0].origin))
             out.append(
                 Finding(
                     "undeclared_storage",
@@ -293,7 +294,7 @@ def _storage(
                     cls,
                 )
             )
-            category = cls.category if cls else None
+            category = cls.category if cls and cls.certain else None
         else:
             category = tech.category
         if before and category is not None and consent.before_click(category):
@@ -306,6 +307,10 @@ def _storage(
                 )
             )
     return out
+
+
+def _host_of(origin: str) -> str | None:
+    return urlsplit(origin).hostname or None
 
 
 def _host_matches(host: str, pattern: str) -> bool:

@@ -31,7 +31,7 @@ def cookie_snippet(
     lifetime: int | None,
     cls: Classification | None,
 ) -> str:
-    category = cls.category if cls else "analytics  # check: unknown cookie, choose its category"
+    category = _category(cls, "analytics  # check: unknown cookie, choose its category")
     lines = [
         "tracking:",
         f"  - id: {yaml_id(name)}",
@@ -51,7 +51,7 @@ def cookie_snippet(
 
 
 def storage_snippet(policy: Policy, kind: str, key: str, cls: Classification | None) -> str:
-    category = cls.category if cls else "preferences  # check: choose its category"
+    category = _category(cls, "preferences  # check: choose its category")
     return "\n".join(
         [
             "tracking:",
@@ -64,6 +64,14 @@ def storage_snippet(policy: Policy, kind: str, key: str, cls: Classification | N
             f"    description: {_yaml_str(_describe(cls))}",
         ]
     )
+
+
+def _category(cls: Classification | None, unknown: str) -> str:
+    if cls is None:
+        return unknown
+    if not cls.certain:
+        return f"{cls.category}  # check: the Open Cookie Database says {cls.source_category}"
+    return cls.category
 
 
 def _describe(cls: Classification | None) -> str:
