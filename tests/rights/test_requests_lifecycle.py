@@ -12,6 +12,7 @@ import warnings
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -392,3 +393,28 @@ def test_an_unreachable_datastore_makes_the_proof_a_503_not_a_crash(life, tmp_pa
     assert proof.returncode == 2, proof.stdout + proof.stderr
     assert "datastore 'lumen'" in proof.stderr
     assert "Traceback" not in proof.stderr
+
+
+def test_identities_that_lead_to_different_people_wait_for_an_officer(life):
+    service, officer = life.key("service"), life.key("privacy_officer")
+
+    def submit(identities: dict[str, list[str]]) -> dict[str, Any]:
+        r = life.client.post(
+            "/api/rights/requests",
+            json={"kind": "access", "identities": identities},
+            headers=service,
+        )
+        assert r.status_code == 201, r.text
+        return dict(r.json())
+
+    # Alex's e-mail with another account's ref: not approved automatically
+    mixed = submit({"email": [ALEX["email"]], "account_ref": ["acct:0000000000000002"]})
+    assert mixed["state"] == "verified"
+    assert mixed["steps"][-1]["step"] == "approval_needed"
+    assert life.work() == 0
+    # Alex's e-mail with Alex's own ref (the address typed in capitals): approved as usual
+    same = submit({"email": [ALEX["email"].upper()], "account_ref": [ALEX["ref"]]})
+    assert same["state"] == "executing"
+    # an officer can still approve the first after checking
+    r = life.client.post(f"/api/rights/requests/{mixed['id']}/approve", headers=officer)
+    assert r.json()["state"] == "executing"

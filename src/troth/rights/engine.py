@@ -174,13 +174,32 @@ class RightsEngine:
 
     # --- finding ---------------------------------------------------------------------------
 
-    def discover(self, identities: Identities) -> Discovery:
+    def discover(
+        self, identities: Identities, *, datastores: Collection[str] | None = None
+    ) -> Discovery:
+        """Everything of the person's in every datastore (or only in ``datastores``)."""
+        connectors = {
+            sid: c for sid, c in self.connectors.items() if datastores is None or sid in datastores
+        }
         with ExitStack() as stack:
-            for connector in self.connectors.values():
+            for connector in connectors.values():
                 stack.enter_context(connector.session())
-            return self._discover(identities)
+            return self._discover(identities, connectors)
 
-    def _discover(self, identities: Identities) -> Discovery:
+    def one_person(self, identities: Identities) -> bool:
+        """Whether identities given together lead to one person: searching by one of them
+        (in the service's own databases) finds all the others on the person's rows."""
+        given = {(kind, v) for kind, values in _normalise(identities).items() for v in values}
+        stores = [s.id for s in self.datasets.datastores if s.kind != "troth"]
+        for kind, value in sorted(given):
+            found = self.discover({kind: [value]}, datastores=stores).identities
+            if all(v in found.get(k, ()) for k, v in given):
+                return True
+        return False
+
+    def _discover(
+        self, identities: Identities, connectors: Mapping[str, Connector] | None = None
+    ) -> Discovery:
         known = _normalise(identities)
         found: dict[tuple[str, str], dict[Key, Row]] = defaultdict(dict)
         # (store, table, column) -> values already asked for, as text
@@ -188,7 +207,7 @@ class RightsEngine:
         progress = True
         while progress:
             progress = False
-            for sid, connector in self.connectors.items():
+            for sid, connector in (self.connectors if connectors is None else connectors).items():
                 for table in connector.tables():
                     where = self._questions(sid, table, known, found, asked)
                     if not where:

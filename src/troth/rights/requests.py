@@ -23,6 +23,7 @@ from sqlalchemy import Connection, Engine, delete, func, insert, select, update
 from sqlalchemy.engine import Row
 
 from troth.audit.log import AuditEvent, AuditLog
+from troth.errors import TrothError
 from troth.keyring.subjects import SUBJECT_PATTERN
 from troth.rights.codes import Sealer, new_code, normalise_code
 from troth.rights.jobs import Job, jobs_of
@@ -90,6 +91,9 @@ class RequestDesk:
         # set by the executor: raises RequestError when a correction's value does not fit
         # its column (checked before the request is queued)
         self.check_correction: Callable[[str, str], None] | None = None
+        # set by the executor: whether identities given together lead to one person (the
+        # account found by one of them carries the others); None when it cannot tell
+        self.same_person: Callable[[Mapping[str, Sequence[str]]], bool] | None = None
 
     # --- reading ---------------------------------------------------------------------------
 
@@ -497,8 +501,27 @@ class RequestDesk:
     ) -> None:
         self.update(conn, row.id, state="verified", verified_by=verified_by)
         self.step(conn, row, "verified", actor, f"identity verified by {verified_by}")
-        if row.kind in self.config.auto_approve:
-            self._approve(conn, row, "troth", "approved automatically (configured kind)", outbox)
+        if row.kind not in self.config.auto_approve:
+            return
+        identities = self.sealed_payload(conn, row.id)["identities"]
+        if sum(len(v) for v in identities.values()) > 1 and not self._one_person(identities):
+            self.step(
+                conn,
+                row,
+                "approval_needed",
+                "troth",
+                "the identities given do not all lead to the same person; an officer decides",
+            )
+            return
+        self._approve(conn, row, "troth", "approved automatically (configured kind)", outbox)
+
+    def _one_person(self, identities: Mapping[str, Sequence[str]]) -> bool:
+        if self.same_person is None:
+            return False
+        try:
+            return self.same_person(identities)
+        except TrothError:  # annotations or a datastore unusable: an officer decides
+            return False
 
     def approve(self, request_id: str, actor: str) -> RequestView:
         def run(conn: Connection, outbox: Outbox) -> None:

@@ -191,6 +191,13 @@ class Executor:
                 "value; try again later",
             ) from None
 
+    def same_person(self, identities: Mapping[str, Sequence[str]]) -> bool:
+        """Whether identities given together lead to one person (see RightsEngine.one_person);
+        False without annotations (nothing to tell by)."""
+        if self.datasets_path is None:
+            return False
+        return self.rights_engine().one_person(identities)
+
     def subject_kinds(self) -> list[str]:
         """Identity kinds whose values are troth subjects (the 'troth' datastore's)."""
         if self.datasets_path is None:

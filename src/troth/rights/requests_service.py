@@ -172,4 +172,5 @@ def open_rights(
     desk.subject_kinds = executor.subject_kinds
     desk.correctable = correctable
     desk.check_correction = executor.check_correction
+    desk.same_person = executor.same_person
     return Rights(settings, engine, audit, desk, deliveries, executor, clock)
