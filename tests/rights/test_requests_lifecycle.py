@@ -22,7 +22,7 @@ from conftest import SEED, TROTH_BIN
 from rights.conftest import ALEX
 from rights.lifecycle_support import Clock, Lifecycle, lifecycle, no_identity_in
 from troth.consent.ledger import ConsentChange
-from troth.errors import PurposeDenied
+from troth.errors import PurposeDenied, RequestError
 from troth.rights.jobs import jobs_of
 from troth.store.tables import audit_entries
 from troth.store.tables_rights import rights_jobs
@@ -418,3 +418,24 @@ def test_identities_that_lead_to_different_people_wait_for_an_officer(life):
     # an officer can still approve the first after checking
     r = life.client.post(f"/api/rights/requests/{mixed['id']}/approve", headers=officer)
     assert r.json()["state"] == "executing"
+
+
+def test_a_package_is_taken_once_through_the_rights_capability_without_the_web(life):
+    r = life.client.post(
+        "/api/rights/requests",
+        json={"kind": "access", "identities": {"email": [ALEX["email"]]}},
+        headers=life.key("service"),
+    )
+    request_id = r.json()["id"]
+    life.work()
+    token = life.link(ALEX["email"]).rsplit("/", 1)[1]
+
+    rights = life.rights()  # what a worker or CLI process holds: no web layer involved
+    found = rights.download(token)
+    assert found.request_id == request_id
+    assert zipfile.ZipFile(io.BytesIO(found.data)).namelist()
+    assert rights.desk.get(request_id).steps[-1].step == "downloaded"
+    with pytest.raises(RequestError) as used:
+        rights.download(token)
+    assert used.value.status == 410
+    assert life.services.audit.verify(life.services.engine).ok

@@ -9,15 +9,16 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Connection, Engine, select
 
 from troth.audit.log import AuditLog
 from troth.config import Settings
 from troth.consent.ledger import ConsentLedger
 from troth.policy.model import Policy
 from troth.rights.codes import Sealer
-from troth.rights.delivery import Deliveries
+from troth.rights.delivery import Deliveries, Download
 from troth.rights.jobs import Worker
 from troth.rights.mailer import Mailer, make_mailer
 from troth.rights.requests import RequestDesk
@@ -60,6 +61,21 @@ class Rights:
     clock: Clock
     _threads: list[tuple[threading.Thread, threading.Event]] = field(default_factory=list)
     _last_housekeeping: dt.datetime | None = None
+
+    def download(self, token: str) -> Download:
+        """The package behind a download link, once: the link is used up and the step
+        recorded (and audited) in the same transaction."""
+        heads: list[Any] = []
+
+        def record(conn: Connection, request_id: str) -> None:
+            row = self.desk.lock(conn, request_id)
+            self.desk.step(conn, row, "downloaded", "requester", "package downloaded; link used up")
+            heads.append(self.audit.take_head(conn))
+
+        found = self.deliveries.take(token, record)
+        for head in heads:
+            self.audit.publish(head)
+        return found
 
     def worker(self, owner: str | None = None) -> Worker:
         return Worker(

@@ -348,24 +348,8 @@ def rights_router(services: Services) -> APIRouter:
 
     @router.get("/privacy/requests/download/{token}", summary="Download a package (once)")
     async def download(token: str) -> Response:
-        def on_download(conn: Any, request_id: str) -> None:
-            row = desk.lock(conn, request_id)
-            desk.step(conn, row, "downloaded", "requester", "package downloaded; link used up")
-
-        def take() -> Any:
-            with_head: list[Any] = []
-
-            def audited(conn: Any, request_id: str) -> None:
-                on_download(conn, request_id)
-                with_head.append(services.audit.take_head(conn))
-
-            found = rights.deliveries.take(token, audited)
-            for head in with_head:
-                services.audit.publish(head)
-            return found
-
         try:
-            found = await call(take)
+            found = await call(lambda: rights.download(token))
         except RequestError as exc:
             return error(exc)
         return Response(
