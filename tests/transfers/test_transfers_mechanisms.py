@@ -357,3 +357,17 @@ def test_the_epo_decision_applies_from_its_notification(minimal_variant):
     assert f.code == "T025"
     assert "applies only from 2025-07-15" in f.message
     assert transfer_findings(minimal_variant(recipient(["US"], epo, "2025-07-15"))) == []
+
+
+def test_a_uk_controller_sends_to_a_recipient_declared_in_the_eea_under_uk_adequacy(
+    minimal_variant,
+):
+    def uk(d: dict[str, Any]) -> None:
+        d["controller"]["establishments"] = ["GB"]
+        d["recipients"][0]["countries"] = ["EEA"]
+        d["recipients"][0]["transfer"] = {"mechanism": "adequacy"}
+
+    loaded = minimal_variant(uk)
+    assert transfer_findings(loaded) == []
+    decided = decide_disclosure(loaded.policy, "stats_co", "analytics", ["usage"], FRESH, "FR")
+    assert (decided.allowed, decided.mechanism, decided.country) == (True, "eu-gdpr:A45-3", "FR")

@@ -74,10 +74,11 @@ class Decision:
 
     def covers(self, country: str, organisation: str | None) -> bool:
         """A decision for an international organisation covers transfers to that
-        organisation only (wherever it is), and only when the recipient says it is it."""
+        organisation only (wherever it is), and only when the recipient says it is it. A
+        union such as ``EEA`` is covered when all its members are."""
         if self.organisation is not None:
             return organisation == self.organisation
-        return country in self.countries
+        return vocabulary().members(country) <= self.countries
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,7 +104,8 @@ class AdequacyData:
     sources: tuple[str, ...]
 
     def for_country(self, regime: str, country: str) -> list[Decision]:
-        return [d for d in self.regimes[regime][1] if country in d.countries]
+        """The regime's decisions for a country (for a union: for all its members)."""
+        return [d for d in self.regimes[regime][1] if d.covers(country, None)]
 
     def for_organisation(self, organisation: str | None) -> list[Decision]:
         if organisation is None:
