@@ -1,7 +1,8 @@
 """`troth scan` and `troth discover`: check the live site and the databases against the policy.
 
 Exit codes: 0 nothing disagrees with the policy; 1 violations; 2 bad input (URL, option,
-policy file, database) or a site that cannot be scanned at all.
+policy file, database), a site that cannot be scanned at all, or one whose accept control
+was never found (unless ``--no-accept`` says it has no consent banner).
 """
 
 from __future__ import annotations
@@ -100,9 +101,17 @@ def scan(
     gpc: Annotated[
         bool, typer.Option("--gpc", help="Send a Global Privacy Control signal")
     ] = False,
+    no_accept: Annotated[
+        bool,
+        typer.Option(
+            "--no-accept",
+            help="The site has no consent banner: crawl once, without looking for an accept "
+            "control (else a scan that finds none exits 2)",
+        ),
+    ] = False,
 ) -> None:
     """Crawl a site before and after consent and compare it with the policy. Exit 1 on
-    violations, 2 on bad input.
+    violations, 2 on bad input or when the accept control was never found.
 
     One scan judges one jurisdiction: to check a region a site serves differently, start
     at that region's page and name it, e.g. `troth scan 'https://example.com/?region=us_ca'
@@ -139,12 +148,13 @@ def scan(
             map_hosts=tuple(parse_map_host(rule) for rule in map_host or ()),
             page_timeout=timeout,
             screenshots=fmt is ReportFormat.html,  # only the HTML report shows them
+            accept=not no_accept,
             exclude=tuple(exclude or ()),
             variants=variants,
             gpc=gpc,
         )
         with typer.progressbar(
-            length=2 * pages, label="scanning", file=sys.stderr, show_pos=True
+            length=(1 if no_accept else 2) * pages, label="scanning", file=sys.stderr, show_pos=True
         ) as bar:
             report: ScanReport = scan_site(
                 url,
@@ -163,6 +173,12 @@ def scan(
         _write(render_text(report), output)
     if output is not None:
         typer.echo(report.summary(), err=True)
+    if not no_accept and not report.observations.accepted:
+        raise _fail(
+            f"the accept control {options.accept_selector!r} was not found or did not answer "
+            "on the start page, so nothing was scanned after consent; give the banner's "
+            "--accept-selector, or --no-accept for a site without a consent banner"
+        )
     raise typer.Exit(1 if report.violations else 0)
 
 

@@ -65,14 +65,27 @@ def test_text_report_with_suggestions(site: Site) -> None:
     )
 
 
-def test_without_violations_exit_zero(site: Site, tmp_path: Path) -> None:
-    """The contact page alone does nothing wrong (it has no banner either, which is said)."""
+def test_without_violations_exit_zero(site: Site) -> None:
+    """The contact page alone does nothing wrong; it has no banner, which --no-accept says."""
+    args = ["scan", site.url + "contact.html", "--pages", "1", "--timeout", "2",
+            "--policy", str(site.policy_path), *site.map_host_args()]  # fmt: skip
+    result = troth(*args, "--no-accept", "--format", "json")
+    assert result.returncode == 0, result.stdout + result.stderr
+    report = json.loads(result.stdout)
+    assert (report["violations"], report["accepted"]) == (0, False)
+    assert report["pages"] == {"before": [site.url + "contact.html"], "after": []}
+
+
+def test_an_accept_control_never_found_exits_two(site: Site) -> None:
+    """Without consent given, the 'after' half of the scan proved nothing: not a pass."""
     result = troth("scan", site.url + "contact.html", "--pages", "1", "--timeout", "2",
                    "--policy", str(site.policy_path), "--accept-selector", "#accept",
                    *site.map_host_args())  # fmt: skip
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert "0 violation(s)" in result.stdout
-    assert "no accept control '#accept'" in result.stdout  # told, not hidden
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "0 violation(s)" in result.stdout  # the report is still written
+    assert "no accept control '#accept'" in result.stdout
+    assert "the accept control '#accept' was not found or did not answer" in result.stderr
+    assert "--no-accept" in result.stderr
 
 
 @pytest.mark.parametrize(
@@ -132,7 +145,7 @@ def test_a_hanging_page_does_not_hang_the_scan(site: Site) -> None:
     assert never.returncode == 2
     assert f"{site.url}hang.html: cannot load: Page.goto: Timeout 1000ms exceeded" in never.stderr
     later = troth("scan", site.url + "hang-later.html", "--timeout", "1", "--format", "json",
-                  *site.map_host_args())  # fmt: skip
+                  "--no-accept", *site.map_host_args())  # fmt: skip
     assert later.returncode == 0, later.stderr
     problems = json.loads(later.stdout)["problems"]
     assert f"{site.url}hang-later.html: the page does not answer; storage not read" in problems
@@ -156,7 +169,7 @@ def test_credentials_in_the_url_never_reach_a_report(site: Site, tmp_path: Path)
     url = site.url.replace("http://", "http://ada:s3cret@") + "contact.html"
     result = troth("scan", url, "--pages", "2", "--timeout", "2", "--format", "json",
                    *site.map_host_args())  # fmt: skip
-    assert result.returncode == 0, result.stderr
+    assert result.returncode == 2, result.stderr  # no banner there: said with the address
     assert "s3cret" not in result.stdout + result.stderr
     assert "ada" not in result.stdout
     assert "user name and password are used to load the pages" in result.stderr

@@ -98,6 +98,7 @@ class ScanOptions:
 
     pages: int = 10
     accept_selector: str = TROTH_ACCEPT
+    accept: bool = True  # False: a site without a consent banner, crawled once (no "after")
     map_hosts: tuple[tuple[str, str], ...] = ()
     page_timeout: float = 15.0  # seconds per page load
     settle: float = 0.15  # seconds without network activity that end a page's visit
@@ -179,7 +180,7 @@ async def _crawl(
         try:
             passes = [
                 _Pass(browser, phase, start, options, obs, progress)
-                for phase in ("before", "after")
+                for phase in (("before", "after") if options.accept else ("before",))
             ]
             # Per-page timeouts bound each step; this bounds the whole crawl all the same.
             limit = options.pages * options.page_timeout * 2 + 120
