@@ -6,13 +6,16 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import threading
 from typing import Any
 
 import pytest
-from sqlalchemy import event, insert, select
+from sqlalchemy import event, insert, select, text
+from sqlalchemy.exc import SQLAlchemyError
 
-from rights.conftest import ALEX, World
+from rights.conftest import ALEX, World, make_db
 from troth.consent.ledger import ConsentChange
+from troth.rights.connectors import SqlConnector
 from troth.store.tables import (
     consent_events,
     subject_keys,
@@ -304,3 +307,50 @@ def test_a_short_value_is_masked_not_mistaken_for_a_mask(world: World) -> None:
     assert re.fullmatch(r"erased-[0-9a-f]{12}", subject), subject
     assert re.fullmatch(r"erased-[0-9a-f]{12}", body), body
     assert engine.prove_erasure(found.identities).proven
+
+
+def test_a_row_added_between_finding_and_erasing_cannot_slip_in(world: World) -> None:
+    # while the erasure runs, another connection tries to give Alex's account a new
+    # device: the rows found are locked until the erasure commits, so the insert waits
+    # and fails (else it would land, and the erasure would then fail on it)
+    engine = world.engine()
+    lumen = engine.connectors["lumen"]
+    assert isinstance(lumen, SqlConnector)
+    found = engine.discover(ALEX_IDS)
+    outcome: list[str] = []
+
+    def add_device() -> None:
+        other = make_db.engine_for(world.url)
+        try:
+            with other.begin() as conn:
+                if world.kind == "postgresql":
+                    conn.exec_driver_sql("SET lock_timeout = '1s'")
+                elif world.kind == "mysql":
+                    conn.exec_driver_sql("SET SESSION innodb_lock_wait_timeout = 1")
+                else:
+                    conn.exec_driver_sql("PRAGMA busy_timeout = 1000")
+                conn.execute(
+                    text(
+                        "INSERT INTO devices (id, account_id, device_uid, os) "
+                        "VALUES (9100, 1, 'dev-new-9100', 'Linux')"
+                    )
+                )
+            outcome.append("inserted")
+        except SQLAlchemyError as exc:
+            outcome.append(type(exc).__name__)
+        finally:
+            other.dispose()
+
+    def before_writing(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if not outcome and statement.lstrip().upper().startswith(("UPDATE", "DELETE")):
+            thread = threading.Thread(target=add_device)
+            thread.start()
+            thread.join(timeout=30)
+
+    event.listen(lumen.engine, "before_cursor_execute", before_writing)
+    engine.erase(found.identities, "lumen", actor="test")
+
+    assert len(outcome) == 1
+    assert outcome[0] != "inserted", outcome
+    assert world.sql("SELECT id FROM devices WHERE account_id = 1") == []
+    assert world.sql("SELECT id FROM accounts WHERE id = 1") == []

@@ -235,10 +235,12 @@ class SqlConnector:
         try:
             with self._writer.begin() if write else self.engine.connect() as conn:
                 self._local.conn = conn
+                self._local.write = write
                 try:
                     yield
                 finally:
                     self._local.conn = None
+                    self._local.write = False
         except SQLAlchemyError as exc:
             raise self._error("the database refused the work; nothing was changed", exc) from None
 
@@ -322,15 +324,24 @@ class SqlConnector:
             return f"{self._q(column)} = ANY({self._mark})", (list(values),)
         return f"{self._q(column)} IN ({self._marks(len(values))})", tuple(values)
 
-    def _select(self, table: DatasetTable, shape: tuple[tuple[str, int], ...]) -> str:
-        key = ("select", table.name, shape)
+    def _select(
+        self, table: DatasetTable, shape: tuple[tuple[str, int], ...], lock: bool = False
+    ) -> str:
+        key = ("select", table.name, shape, lock)
         sql = self._sql.get(key)
         if sql is None:
             q = self._q
             cols = ", ".join(q(c) for c in table.columns())
             terms = " OR ".join(self._in(c, [None] * n)[0] for c, n in shape)
-            sql = self._sql[key] = f"SELECT {cols} FROM {q(table.name)} WHERE {terms}"
+            sql = f"SELECT {cols} FROM {q(table.name)} WHERE {terms}"
+            self._sql[key] = sql = f"{sql} FOR UPDATE" if lock else sql
         return sql
+
+    def _locking(self) -> bool:
+        """Inside a write session, rows read are locked until it ends (PostgreSQL, MySQL):
+        no one can change them, or add rows that refer to them, between finding and
+        erasing. SQLite's write session holds the whole database from its start."""
+        return bool(getattr(self._local, "write", False)) and self.engine.dialect.name != "sqlite"
 
     # --- reading ---------------------------------------------------------------------------
 
@@ -351,7 +362,7 @@ class SqlConnector:
                         if vals[start : start + BATCH]
                     ]
                     shape = tuple((name, 1 if self._array else len(v)) for name, v in parts)
-                    sql = self._select(table, shape)
+                    sql = self._select(table, shape, self._locking())
                     params = tuple(p for name, vals in parts for p in self._in(name, vals)[1])
                     for record in conn.exec_driver_sql(sql, params):
                         row = dict(zip(columns, record, strict=True))
