@@ -16,6 +16,7 @@ from troth.policy.adequacy import adequacy_data
 from troth.policy.lint import Finding, lint
 from troth.policy.loader import LoadedPolicy, load_policy
 from troth.transfers.decide import decide_disclosure
+from troth.transfers.register import transfer_register
 
 Edit = Callable[[dict[str, Any]], None]
 # A day well inside the data set's review window, so that T029 stays quiet unless asked.
@@ -235,9 +236,12 @@ def test_naming_the_epo_decision_does_not_cover_any_other_recipient(minimal_vari
     # eu_epo covers transfers to the European Patent Organisation only, not a US company
     # that names it
     epo = {"mechanism": "adequacy", "adequacy": ["eu_epo"]}
-    f = only(transfer_findings(minimal_variant(recipient(["US"], epo))))
+    loaded = minimal_variant(recipient(["US"], epo))
+    f = only(transfer_findings(loaded))
     assert (f.code, f.loc[-1]) == ("T024", "adequacy")
     assert "european_patent_organisation" in f.message
+    [row] = transfer_register(loaded.policy, FRESH)
+    assert (row.ok, row.decisions) == (False, [])  # not shown as relied on either
 
 
 def test_the_epo_decision_covers_the_organisation_that_says_it_is_it(minimal_variant):

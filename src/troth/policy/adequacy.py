@@ -242,7 +242,8 @@ def decisions_relied_on(policy: Policy, recipient: Recipient, on: dt.date) -> li
         return []
     data = adequacy_data()
     if t.adequacy:
-        found = [data.decisions[i] for i in t.adequacy]
+        named = [data.decisions[i] for i in t.adequacy]
+        found = [d for d in named if d.organisation in (None, t.organisation)]
     else:
         found = [
             d
