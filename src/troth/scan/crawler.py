@@ -31,6 +31,7 @@ from troth.scan.observations import (
     Phase,
     Screenshot,
     is_first_party,
+    page_address,
     redact_text,
     redact_url,
 )
@@ -73,7 +74,8 @@ _ADDRESS = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.:-]*$")
 _READ_PAGE = """() => {
   let local = [], session = [];
   try { local = Object.keys(localStorage); session = Object.keys(sessionStorage); } catch (e) {}
-  return [local, session, Array.from(document.querySelectorAll("a[href]"), a => a.href)];
+  const links = document.querySelectorAll("a[href]:not([download])");  // no downloads
+  return [local, session, Array.from(links, a => a.href)];
 }"""
 COOKIES_EVERY = 5  # pages between two reads of the cookie jar (and once more at the end)
 # Query parameters that choose a page's region or language: a link that differs from a page
@@ -289,8 +291,8 @@ class _Pass:
             ObservedRequest.from_url(request.url, request.resource_type, request.method, self.phase)
         )
 
-    def _problem(self, message: str) -> None:
-        self.obs.problems.append(redact_text(message))
+    def _problem(self, url: str, message: str) -> None:
+        self.obs.problems.append(f"{page_address(url)}: {redact_text(message)}")
 
     def _first_party(self, host: str) -> bool:
         return is_first_party(host, self.site_host) or is_first_party(host, self.start_host)
@@ -379,12 +381,14 @@ class _Pass:
             response = await page.goto(url, wait_until="load")
         except PlaywrightError as exc:
             if first and self.phase == "before":
-                raise ScanError(redact_text(f"{url}: cannot load: {_first_line(exc)}")) from None
-            self._problem(f"{url}: cannot load ({self.phase} consent): {_first_line(exc)}")
+                raise ScanError(
+                    f"{page_address(url)}: cannot load: {redact_text(_first_line(exc))}"
+                ) from None
+            self._problem(url, f"cannot load ({self.phase} consent): {_first_line(exc)}")
             self._progress(url)
             return None
         if response is not None and response.status >= 400:
-            self._problem(f"{url}: HTTP {response.status} ({self.phase} consent)")
+            self._problem(url, f"HTTP {response.status} ({self.phase} consent)")
         await activity.settle(options.settle, min(options.page_timeout, SETTLE_CAP))
         if first and self.phase == "after":
             await self._accept(page, activity)
@@ -395,9 +399,9 @@ class _Pass:
         if first and options.screenshots:
             try:
                 png = await page.screenshot(type="png", timeout=options.page_timeout * 1000)
-                self.obs.screenshots.append(Screenshot(self.phase, redact_url(url), png))
+                self.obs.screenshots.append(Screenshot(self.phase, page_address(url), png))
             except PlaywrightError as exc:
-                self._problem(f"{url}: no screenshot: {_first_line(exc)}")
+                self._problem(url, f"no screenshot: {_first_line(exc)}")
         self._progress(url)
         content_type = (response.headers.get("content-type", "") if response else "").lower()
         return self._same_origin(hrefs) if "html" in content_type else []
@@ -410,7 +414,7 @@ class _Pass:
         try:
             await self._bounded(page.query_selector(selector))
         except TimeoutError:
-            self._problem(f"{page.url}: the page does not answer; consent not given")
+            self._problem(page.url, "the page does not answer; consent not given")
             return
         except PlaywrightError:
             raise ScanError(
@@ -421,8 +425,8 @@ class _Pass:
             await page.click(selector, timeout=min(self.options.page_timeout, 10) * 1000)
         except PlaywrightTimeout:
             self._problem(
-                f"no accept control {selector!r} on {page.url}: "
-                "the 'after consent' pass ran without consent"
+                page.url,
+                f"no accept control {selector!r}: the 'after consent' pass ran without consent",
             )
             return
         self.obs.accepted = True
@@ -437,7 +441,7 @@ class _Pass:
         except PlaywrightError:  # a page that navigated away or crashed meanwhile
             return []
         except TimeoutError:
-            self._problem(f"{page.url}: the page does not answer; storage not read")
+            self._problem(page.url, "the page does not answer; storage not read")
             return []
         if self.recording:
             origin = _origin(page.url) or ""

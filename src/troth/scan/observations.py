@@ -20,6 +20,7 @@ __all__ = [
     "Screenshot",
     "is_first_party",
     "is_google_host",
+    "page_address",
     "redact_text",
     "redact_url",
 ]
@@ -54,6 +55,16 @@ def redact_url(url: str) -> str:
 
 
 _USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s?#@]*@")
+
+
+def page_address(url: str) -> str:
+    """What a report shows of a page's address: no user name or password, no query string
+    (which may carry identifiers, tokens or a visitor's e-mail address) and no fragment."""
+    shown = redact_url(url)
+    try:
+        return urlunsplit(urlsplit(shown)._replace(query="", fragment=""))
+    except ValueError:
+        return shown.split("?")[0].split("#")[0]
 
 
 def redact_text(text: str) -> str:

@@ -15,7 +15,7 @@ from jinja2 import Environment, select_autoescape
 
 from troth.scan.classify import OCD_ATTRIBUTION
 from troth.scan.compare import Finding
-from troth.scan.observations import Observations
+from troth.scan.observations import Observations, page_address
 
 __all__ = ["ScanReport", "render_html", "render_json", "render_text"]
 
@@ -38,7 +38,7 @@ class ScanReport:
     def summary(self) -> str:
         obs = self.observations
         return (
-            f"{obs.start_url}: {len(obs.pages['before'])} page(s) before consent, "
+            f"{page_address(obs.start_url)}: {len(obs.pages['before'])} page(s) before consent, "
             f"{len(obs.pages['after'])} after{'' if obs.accepted else ' (consent not given)'}; "
             f"{len({(c.name, c.host) for c in obs.cookies})} cookie(s), "
             f"{len({(s.kind, s.key) for s in obs.storage})} storage key(s), "
@@ -49,12 +49,12 @@ class ScanReport:
     def as_dict(self) -> dict[str, Any]:
         obs = self.observations
         return {
-            "url": obs.start_url,
+            "url": page_address(obs.start_url),
             "policy": self.policy,
             "jurisdiction": self.jurisdiction,
             "gpc": obs.gpc,
             "accepted": obs.accepted,
-            "pages": obs.pages,
+            "pages": {phase: _addresses(urls) for phase, urls in obs.pages.items()},
             "links_skipped": obs.skipped,
             "violations": len(self.violations),
             "warnings": len(self.warnings),
@@ -80,6 +80,11 @@ class ScanReport:
             "problems": obs.problems,
             "attribution": OCD_ATTRIBUTION,
         }
+
+
+def _addresses(urls: list[str]) -> list[str]:
+    """Pages as a report shows them (no query string), each once, in crawl order."""
+    return list(dict.fromkeys(page_address(u) for u in urls))
 
 
 def _request_rows(obs: Observations) -> list[dict[str, Any]]:
@@ -203,7 +208,7 @@ def render_html(report: ScanReport) -> str:
         for s in sorted(obs.screenshots, key=lambda s: s.phase != "before")
     ]
     return _ENV.from_string(_HTML).render(
-        url=obs.start_url,
+        url=page_address(obs.start_url),
         summary=report.summary(),
         policy=report.policy,
         jurisdiction=report.jurisdiction,
