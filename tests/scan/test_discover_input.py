@@ -8,6 +8,10 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
+from sqlalchemy import create_engine, text
+
+from troth.scan.discover import discover_database
 
 TROTH = str(Path(sys.executable).with_name("troth"))
 
@@ -35,3 +39,19 @@ def test_a_driver_that_is_not_installed_is_named(url: str, message: str) -> None
     assert message in result.stderr
     assert "Traceback" not in result.stderr + result.stdout
     assert "s3cret" not in result.stderr + result.stdout
+
+
+def test_suggestion_quotes_odd_table_and_column_names(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'odd.db'}"
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(text('CREATE TABLE "odd: table" ("e-mail #1" VARCHAR(254))'))
+        conn.execute(
+            text('INSERT INTO "odd: table" VALUES (:e)'),
+            [{"e": f"person{i}@mail.example"} for i in range(5)],
+        )
+    engine.dispose()
+    report = discover_database(url)
+    assert [f.subject for f in report.findings] == ["odd: table.e-mail #1"]
+    suggestion = yaml.safe_load(report.findings[0].suggestion or "")
+    assert suggestion["tables"] == {"odd: table": {"fields": {"e-mail #1": {"category": "TODO"}}}}

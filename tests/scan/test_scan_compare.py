@@ -15,6 +15,7 @@ from troth.scan.observations import (
     Observations,
     ObservedCookie,
     ObservedRequest,
+    ObservedStorage,
     Phase,
     is_first_party,
 )
@@ -260,3 +261,29 @@ def test_open_cookie_database_platform_only_where_its_domain_fits(policy: Policy
     )
     # neither a name another site uses nor a guessed category proves a cookie came too early
     assert [f for f in findings if f.kind == "cookie_before_consent"] == []
+
+
+def test_suggestions_escape_names_and_never_reuse_an_id(policy: Policy) -> None:
+    """A storage key can hold anything; ids must be new to the policy and to each other."""
+    from troth.policy.model import TrackingTechnology
+
+    weird = 'k"ey\nnext: 1 # x'
+    obs = observed(cookies=[cookie("SID", None), cookie("ab-test", DAY)])
+    obs.storage.extend([
+        ObservedStorage("local_storage", "ab_test", "https://www.shop.example", "after"),
+        ObservedStorage("local_storage", weird, "https://www.shop.example", "after"),
+    ])  # fmt: skip
+    found = [f for f in compare(obs, policy) if f.suggestion]
+    entries: list[dict[str, object]] = []
+    for f in found:
+        entries.extend(yaml.safe_load(f.suggestion or "")["tracking"])
+    ids = [str(e["id"]) for e in entries]
+    assert len(set(ids)) == len(ids)
+    assert not set(ids) & {t.id for t in policy.tracking}  # 'sid' is the policy's own
+    assert weird in {e["name"] for e in entries}
+    data = policy.model_dump(mode="python")
+    data["tracking"].extend(entries)
+    fixed = Policy.model_validate(data)
+    assert all(isinstance(t, TrackingTechnology) for t in fixed.tracking)
+    left = [f.kind for f in compare(obs, fixed) if f.kind.startswith("undeclared")]
+    assert left == []

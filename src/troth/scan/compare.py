@@ -43,7 +43,7 @@ from troth.scan.observations import (
     is_first_party,
     is_google_host,
 )
-from troth.scan.suggest import cookie_snippet, host_snippet, pixel_snippet, storage_snippet
+from troth.scan.suggest import Suggestions
 
 __all__ = [
     "Finding",
@@ -149,10 +149,11 @@ def compare(obs: Observations, policy: Policy, jurisdiction: str | None = None) 
     ``jurisdiction`` (the policy's default one when None)."""
     matcher = _Matcher(policy)
     consent = _Consent(policy, choose_jurisdiction(policy, jurisdiction), obs.gpc)
+    suggest = Suggestions(policy)
     findings = [
-        *_cookies(obs, policy, matcher, consent),
-        *_storage(obs, policy, matcher, consent),
-        *_hosts(obs, policy, consent),
+        *_cookies(obs, matcher, consent, suggest),
+        *_storage(obs, matcher, consent, suggest),
+        *_hosts(obs, policy, consent, suggest),
         *_not_seen(obs, policy, matcher),
     ]
     order = {"violation": 0, "warning": 1}
@@ -200,7 +201,7 @@ def _lifetime_text(seconds: int | None) -> str:
 
 
 def _cookies(
-    obs: Observations, policy: Policy, matcher: _Matcher, consent: _Consent
+    obs: Observations, matcher: _Matcher, consent: _Consent, suggest: Suggestions
 ) -> list[Finding]:
     groups: dict[tuple[str, str], list[ObservedCookie]] = {}
     for cookie in obs.cookies:
@@ -224,7 +225,7 @@ def _cookies(
                     f"cookie {where} is not declared in the policy"
                     f" ({_lifetime_text(lifetime)}, set {'before' if before else 'after'} consent"
                     f"{known})",
-                    cookie_snippet(policy, name, host, first_party, lifetime, cls),
+                    suggest.cookie(name, host, first_party, lifetime, cls),
                     cls,
                 )
             )
@@ -270,7 +271,7 @@ def _cookies(
 
 
 def _storage(
-    obs: Observations, policy: Policy, matcher: _Matcher, consent: _Consent
+    obs: Observations, matcher: _Matcher, consent: _Consent, suggest: Suggestions
 ) -> list[Finding]:
     groups: dict[tuple[str, str], list[ObservedStorage]] = {}
     for item in obs.storage:
@@ -290,7 +291,7 @@ def _storage(
                     key,
                     f"{label} key {key!r} is not declared in the policy"
                     f" (written {'before' if before else 'after'} consent)",
-                    storage_snippet(policy, kind, key, cls),
+                    suggest.storage(kind, key, cls),
                     cls,
                 )
             )
@@ -322,7 +323,9 @@ def _host_matches(host: str, pattern: str) -> bool:
     return host == pattern
 
 
-def _hosts(obs: Observations, policy: Policy, consent: _Consent) -> list[Finding]:
+def _hosts(
+    obs: Observations, policy: Policy, consent: _Consent, suggest: Suggestions
+) -> list[Finding]:
     by_host: dict[str, list[ObservedRequest]] = {}
     for request in obs.requests:
         by_host.setdefault(request.host, []).append(request)
@@ -352,7 +355,7 @@ def _hosts(obs: Observations, policy: Policy, consent: _Consent) -> list[Finding
                     host,
                     f"third party {host} was contacted ({_request_summary(requests)}) "
                     "but no recipient lists it in recipients[].hosts",
-                    host_snippet(policy, host, techs, pixel=bool(untracked)),
+                    suggest.host(host, techs, pixel=bool(untracked)),
                 )
             )
         if untracked:
@@ -364,7 +367,7 @@ def _hosts(obs: Observations, policy: Policy, consent: _Consent) -> list[Finding
                     f"{len(untracked)} beacon-like request(s) to {host} before any consent "
                     f"({_request_summary(untracked)}); no tracking technology of the policy "
                     "covers the host",
-                    pixel_snippet(policy, host, recipients[0].id) if recipients else None,
+                    suggest.pixel(host, recipients[0].id) if recipients else None,
                 )
             )
         elif early and categories and all(consent.before_click(c) for c in categories):

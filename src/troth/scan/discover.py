@@ -30,6 +30,7 @@ from troth.policy.model import Policy
 from troth.policy.vocabulary import vocabulary
 from troth.scan.detectors import DETECTORS, Detector, mask
 from troth.scan.errors import ScanError
+from troth.scan.suggest import yaml_str
 
 __all__ = [
     "ColumnEvidence",
@@ -369,8 +370,8 @@ def _suggest(ev: ColumnEvidence, policy: Policy | None, store: Datastore | None)
         [
             head,
             "tables:",
-            f"  {ev.table}:",
+            f"  {yaml_str(ev.table)}:",
             "    fields:",
-            f"      {ev.column}: {{category: {category}}}{note}",
+            f"      {yaml_str(ev.column)}: {{category: {category}}}{note}",
         ]
     )
