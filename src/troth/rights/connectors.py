@@ -215,6 +215,7 @@ class SqlConnector:
         self._unique: dict[tuple[str, str], set[str]] = {}
         self._ints: dict[tuple[str, str], bool] = {}
         self._local = threading.local()
+        self._referenced = {r.to_table for t in datastore.tables for r in t.references}
         quote = self.engine.dialect.identifier_preparer.quote
         self._q: Callable[[str], str] = quote
         self._mark = "?" if self.engine.dialect.paramstyle == "qmark" else "%s"
@@ -337,11 +338,16 @@ class SqlConnector:
             self._sql[key] = sql = f"{sql} FOR UPDATE" if lock else sql
         return sql
 
-    def _locking(self) -> bool:
-        """Inside a write session, rows read are locked until it ends (PostgreSQL, MySQL):
-        no one can change them, or add rows that refer to them, between finding and
-        erasing. SQLite's write session holds the whole database from its start."""
-        return bool(getattr(self._local, "write", False)) and self.engine.dialect.name != "sqlite"
+    def _locking(self, table: DatasetTable) -> bool:
+        """Inside a write session, rows read of a table others refer to are locked until it
+        ends (PostgreSQL, MySQL): no one can add rows that refer to them between finding
+        and erasing (rows of other tables wait for the erasure's own DELETE or UPDATE).
+        SQLite's write session holds the whole database from its start."""
+        return (
+            bool(getattr(self._local, "write", False))
+            and self.engine.dialect.name != "sqlite"
+            and table.name in self._referenced
+        )
 
     # --- reading ---------------------------------------------------------------------------
 
@@ -362,7 +368,7 @@ class SqlConnector:
                         if vals[start : start + BATCH]
                     ]
                     shape = tuple((name, 1 if self._array else len(v)) for name, v in parts)
-                    sql = self._select(table, shape, self._locking())
+                    sql = self._select(table, shape, self._locking(table))
                     params = tuple(p for name, vals in parts for p in self._in(name, vals)[1])
                     for record in conn.exec_driver_sql(sql, params):
                         row = dict(zip(columns, record, strict=True))
