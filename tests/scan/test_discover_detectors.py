@@ -39,6 +39,10 @@ def matches(kind: str, value: str) -> bool:
         ("ip", "2001:db8::1", True),
         ("ip", "1.2", False),
         ("ip", "0.0.0.0", False),
+        ("ip", "127.0.0.1", False),  # loopback: nobody's address
+        ("ip", "::1", False),
+        ("ip", "1.2.0.2", False),  # a version string
+        ("ip", "10.4.3.1", True),
         ("card", "4111 1111 1111 1111", True),
         ("card", "4111111111111112", False),  # fails Luhn
         ("card", "0000000000000000", False),  # no card starts with 0
@@ -99,3 +103,12 @@ def test_a_minority_of_hits_is_not_enough() -> None:
 )
 def test_masks(kind: str, value: str, masked: str) -> None:
     assert mask(kind, value) == masked
+
+
+def test_version_columns_are_not_ip_addresses() -> None:
+    versions = ["10.4.3.1", "10.4.12.0", "11.0.0.3"]
+    assert classify_column("devices", "firmware_version", versions) is None
+    assert classify_column("devices", "build", versions) is None
+    found = classify_column("devices", "last_ip", versions)
+    assert found is not None
+    assert found[0].kind == "ip"

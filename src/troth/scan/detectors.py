@@ -35,6 +35,7 @@ _NATIONAL = re.compile(r"^0[1-9][0-9]*[ /-][0-9 /-]*[0-9]$")
 _DATE = re.compile(
     r"^([0-9]{1,2}[./-][0-9]{1,2}[./-][0-9]{2,4}|[0-9]{4}[./-][0-9]{1,2}[./-][0-9]{1,2})$"
 )
+_VERSION_COLUMN = re.compile(r"(?i)(^|_)(version|ver|build|release|firmware|revision)(_|$)")
 _CARD_CHARS = re.compile(r"^[0-9][0-9 -]*[0-9]$")
 _IBAN = re.compile(r"^[A-Z]{2}[0-9]{2}[A-Z0-9]{11,30}$")
 _NAME_WORD = re.compile(r"^[^\W\d_]+(?:[-'’.][^\W\d_]*)*$")
@@ -109,8 +110,16 @@ def _ip(value: str) -> bool:
         address = ipaddress.ip_address(value)
     except ValueError:
         return False
-    # "1.2" is no address; ip_address rejects it, but also refuse the unspecified ones
-    return not address.is_unspecified
+    # "1.2" is no address; ip_address rejects it. The unspecified and loopback addresses are
+    # nobody's, and four small numbers (1.2.0.2) are a version, not where someone was.
+    if address.is_unspecified or address.is_loopback:
+        return False
+    return not (address.version == 4 and all(len(part) == 1 for part in value.split(".")))
+
+
+def _ip_column(table: str, column: str) -> bool:
+    _ = table
+    return not _VERSION_COLUMN.search(column)
 
 
 def _card(value: str) -> bool:
@@ -173,7 +182,7 @@ DETECTORS: tuple[Detector, ...] = (
         numeric=True,
     ),
     Detector("iban", "IBANs (mod-97)", "pd:BankAccount", _iban, _any_column),
-    Detector("ip", "IP addresses", "pd:IPAddress", _ip, _any_column),
+    Detector("ip", "IP addresses", "pd:IPAddress", _ip, _ip_column),
     Detector("phone", "phone numbers", "pd:TelephoneNumber", _phone, _any_column),
     Detector("name", "names of people", "pd:Name", _name, is_name_column),
     Detector(
