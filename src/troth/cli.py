@@ -343,10 +343,10 @@ def verify_receipt_cmd(
 
 def _audit_log(settings: Settings) -> tuple[Engine, AuditLog]:
     from troth.audit.log import AuditLog
+    from troth.keyring.open import open_keyring
     from troth.store.engine import make_engine
     from troth.store.migrate import check_current
     from troth.store.secrets import Secrets
-    from troth.web.services import open_keyring
 
     engine = make_engine(settings.database_url)
     check_current(engine)
@@ -433,9 +433,9 @@ def keys_rotate(database_url: DatabaseOpt = None) -> None:
 
     from troth.keyring.kek import load_kek
     from troth.keyring.keys import Keyring
+    from troth.keyring.open import open_keyring
     from troth.store.engine import make_engine
     from troth.store.migrate import check_current
-    from troth.web.services import open_keyring
 
     settings = _settings(database_url)
     if settings.kek or settings.kek_file:

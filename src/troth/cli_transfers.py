@@ -22,7 +22,6 @@ from troth.config import Settings
 from troth.errors import PurposeDenied, TrothError
 
 if TYPE_CHECKING:
-    from troth.keyring.keys import Keyring
     from troth.policy.model import Policy
     from troth.transfers.disclosures import DisclosureLog
     from troth.transfers.legal import LegalRequests
@@ -120,7 +119,9 @@ def _open(policy: Path, database_url: str | None) -> tuple[DisclosureLog, LegalR
         engine = make_engine(settings.database_url)
         upgrade(engine)
         secrets = Secrets(settings.keys_dir)
-        keyring = _keyring(settings)
+        from troth.keyring.open import open_keyring
+
+        keyring = open_keyring(settings)
         audit = AuditLog(keyring, secrets.signing_key("audit"), settings.audit_heads)
         hasher = SubjectHasher(secrets.key("subject"))
     except TrothError as exc:
@@ -132,20 +133,6 @@ def _open(policy: Path, database_url: str | None) -> tuple[DisclosureLog, LegalR
     )
     log = DisclosureLog(engine, loaded, hasher, audit, vault)
     return log, LegalRequests(engine, loaded, hasher, audit, vault, log)
-
-
-def _keyring(settings: Settings) -> Keyring:
-    """The current key-encryption key plus the previous ones (``kek-*.key``), as the server
-    opens them."""
-    from troth.keyring.kek import LocalKEK, load_kek
-    from troth.keyring.keys import Keyring
-
-    kek = load_kek(settings.kek_file, settings.kek, create_at=settings.keys_dir / "kek.key")
-    previous: dict[str, LocalKEK] = {}
-    for path in sorted(settings.keys_dir.glob("kek-*.key")):
-        old = load_kek(path, None)
-        previous[old.id] = old
-    return Keyring(kek, previous)
 
 
 def _subjects(enabled: bool) -> list[str]:

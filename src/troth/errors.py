@@ -14,8 +14,8 @@
     ├── AuthError               a user, password or API key that cannot be accepted
     ├── TrackingError           a tracking hit, event or link that cannot be accepted
     ├── ScanError               a scan that cannot run (bad URL, option or database, no browser)
-    ├── RequestError            a data subject request, code or download link that cannot be
-    │                           accepted (carries the HTTP status)
+    ├── RequestError            a data subject or legal request, code or download link that
+    │                           cannot be accepted (carries the HTTP status)
     └── PurposeDenied           application code asked for data the policy does not allow
 
 Entry points (CLI, web) catch ``TrothError`` and turn it into a clear message and a
@@ -150,7 +150,8 @@ class ScanError(TrothError):
 
 
 class RequestError(TrothError):
-    """A data subject request, code or download link that cannot be accepted. ``status``:
+    """A request that cannot be accepted — a data subject request, a legal request, a
+    verification code or a download link. ``status``:
     400 malformed, 404 unknown, 409 wrong state, 410 expired or used, 422 invalid field,
     429 too many attempts, 503 mail could not be sent. The message starts with the field it
     is about and never echoes what the requester sent."""

@@ -1101,7 +1101,7 @@ def restore(settings: Settings, archive: Path, *, force: bool = False) -> Restor
     erasures recorded in ``settings.erasures``; see the module docstring for what happens
     to the audit log's signed heads. Stop the server first. Raises :class:`StoreError`
     (:class:`~troth.errors.AuditError` when the heads file cannot be read)."""
-    from troth.web.services import open_keyring  # the web layer imports the store, not back
+    from troth.keyring.open import open_keyring
 
     secrets = Secrets(settings.keys_dir)
     backup_key = secrets.existing_signing_key(KEY_NAME)

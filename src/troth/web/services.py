@@ -12,8 +12,8 @@ from troth.config import Settings
 from troth.consent.ledger import ConsentLedger
 from troth.consent.receipts import ReceiptSigner
 from troth.consent.versions import PolicyHistory, publish
-from troth.keyring.kek import LocalKEK, load_kek
 from troth.keyring.keys import Keyring
+from troth.keyring.open import open_keyring
 from troth.keyring.subjects import SubjectHasher
 from troth.policy.compiled import CompiledPolicy, compile_policy
 from troth.policy.model import Policy
@@ -24,17 +24,7 @@ from troth.tracking.identity import DailySalts
 from troth.tracking.links import LinkSigner
 from troth.vault.vault import Vault
 
-__all__ = ["Services", "open_keyring"]
-
-
-def open_keyring(settings: Settings) -> Keyring:
-    """The current KEK plus any previous ones (``kek-*.key``) still needed for rotation."""
-    kek = load_kek(settings.kek_file, settings.kek, create_at=settings.keys_dir / "kek.key")
-    previous: dict[str, LocalKEK] = {}
-    for path in sorted(settings.keys_dir.glob("kek-*.key")):
-        old = load_kek(path, None)
-        previous[old.id] = old
-    return Keyring(kek, previous)
+__all__ = ["Services"]
 
 
 @dataclass
