@@ -242,13 +242,10 @@ def discover(
 
         _write(json.dumps(report.as_dict(), ensure_ascii=False, indent=2), output)
     else:
-        lines: list[str] = []
-        for f in report.findings:
-            lines.append(f"{f.severity:9} {f.kind:18} {f.message}")
-            if f.suggestion:
-                lines.extend("    " + line for line in f.suggestion.splitlines())
-        lines.append(report.summary())
-        _write("\n".join(lines), output)
+        _write(report.render_text(), output)
+    if fmt is DiscoverFormat.json or output is not None:
+        for note in report.notes:
+            typer.echo(f"note: {note}", err=True)
     raise typer.Exit(1 if report.violations else 0)
 
 

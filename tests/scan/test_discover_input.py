@@ -55,3 +55,10 @@ def test_suggestion_quotes_odd_table_and_column_names(tmp_path: Path) -> None:
     assert [f.subject for f in report.findings] == ["odd: table.e-mail #1"]
     suggestion = yaml.safe_load(report.findings[0].suggestion or "")
     assert suggestion["tables"] == {"odd: table": {"fields": {"e-mail #1": {"category": "TODO"}}}}
+
+
+def test_an_in_memory_sqlite_database_is_refused() -> None:
+    result = discover("sqlite://")
+    assert result.returncode == 2
+    assert "DATABASE_URL: 'sqlite://' is a new in-memory SQLite database" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -56,6 +56,8 @@ DDL = [
         status VARCHAR(12))""",
     "CREATE TABLE products (id INTEGER PRIMARY KEY, name VARCHAR(80), sku VARCHAR(20))",
     "CREATE TABLE signups (id INTEGER PRIMARY KEY, late_email VARCHAR(254))",
+    # personal data inside JSON: a JSON column, and JSON kept as text
+    "CREATE TABLE events (id INTEGER PRIMARY KEY, payload JSON, meta TEXT, app_version TEXT)",
 ]
 LATE = 300  # signups.late_email is NULL in its first rows, more of them than are sampled
 
@@ -64,6 +66,8 @@ EXPECTED = [
     ("violation", "undeclared_column", "customers.contact_phone", "phone"),
     ("violation", "undeclared_column", "customers.full_name", "name"),
     ("violation", "undeclared_column", "customers.last_login_ip", "ip"),
+    ("violation", "undeclared_column", "events.meta", "ip"),
+    ("violation", "undeclared_column", "events.payload", "email"),
     ("violation", "undeclared_column", "orders.backup_email", "email"),
     ("violation", "undeclared_column", "orders.card_number", "card"),
     ("violation", "undeclared_column", "orders.payout_iban", "iban"),
@@ -119,7 +123,22 @@ def planted_values() -> dict[str, list[dict[str, object]]]:
         {"id": i, "late_email": f"late{i}@mail.example" if i > LATE else None}
         for i in range(1, LATE + 21)
     ]
-    return {"customers": customers, "orders": orders, "products": products, "signups": signups}
+    events = [
+        {
+            "id": i,
+            "payload": json.dumps({"type": "signup", "user": {"contact": f"ev{i}@mail.example"}}),
+            "meta": json.dumps({"client": {"ip": f"198.51.100.{i}"}, "ok": True}),
+            "app_version": f"1.{i % 3}.0.{i % 9}",  # a version string, not an address
+        }
+        for i in range(1, ROWS + 1)
+    ]
+    return {
+        "customers": customers,
+        "orders": orders,
+        "products": products,
+        "signups": signups,
+        "events": events,
+    }
 
 
 def plant(url: str) -> dict[str, list[dict[str, object]]]:
@@ -172,6 +191,10 @@ def test_evidence_has_hit_ratio_and_masked_examples(planted) -> None:
     report = run_discover(url, datasets)
     phone = next(e for e in report.evidence if e.column == "contact_phone")
     assert (phone.hits, phone.sampled) == (16, 20)
+    payload = next(e for e in report.evidence if e.column == "payload")
+    assert (payload.hits, payload.sampled) == (20, 20)
+    assert payload.examples[0] == "e***@m***.example"
+    assert ("events", "app_version") not in {(e.table, e.column) for e in report.evidence}
     late = next(e for e in report.evidence if e.column == "late_email")
     assert (late.hits, late.sampled) == (20, 20)  # the non-empty values, past the NULLs
     card = next(e for e in report.evidence if e.column == "card_number")
@@ -196,7 +219,11 @@ def test_cli_exit_codes_and_suggestion(planted, tmp_path: Path) -> None:
         result.stdout
     )
     assert "      backup_email: {category: account}" in result.stdout  # account maps e-mail
-    assert "7 violation(s), 2 warning(s)" in result.stdout
+    assert "9 violation(s), 2 warning(s)" in result.stdout
+    # the datasets.yaml says the shop is sqlite:///shop.db: the report asks to check
+    assert "note      the datastore shop is annotated with sqlite:///shop.db, not " in (
+        result.stdout
+    )
 
 
 def test_datasets_without_policy_and_unknown_store_exit_two(tmp_path: Path) -> None:
@@ -211,3 +238,10 @@ def test_datasets_without_policy_and_unknown_store_exit_two(tmp_path: Path) -> N
     policy = load_policy(MINIMAL).policy
     with pytest.raises(ScanError, match=r"--store: .* has no datastore 'warehouse'; it has shop"):
         choose_store(load_datasets(datasets, policy), url, "warehouse")
+
+
+def test_a_datastore_annotated_with_this_url_needs_no_note(planted, monkeypatch) -> None:
+    url, datasets, _ = planted
+    assert len(run_discover(url, datasets).notes) == 1
+    monkeypatch.setenv("SHOP_DATABASE_URL", url)
+    assert run_discover(url, datasets).notes == []

@@ -15,6 +15,7 @@ column is annotated with a data category whose ``maps_to`` does not cover what w
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +26,7 @@ from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 from sqlalchemy.types import NullType
 
+from troth.errors import TrothError
 from troth.policy.datasets import Datasets, Datastore
 from troth.policy.model import Policy
 from troth.policy.vocabulary import vocabulary
@@ -47,6 +49,9 @@ EXAMPLES = 3
 DEFAULT_SAMPLE = 200
 MAX_SAMPLE = 10_000
 SCAN_ROWS = 100_000  # rows looked through per column for its sample of non-empty values
+MAX_JSON = 100_000  # characters of JSON kept as text that are parsed
+MAX_LEAVES = 200  # strings looked at in one JSON value
+MAX_DEPTH = 20
 
 
 @dataclass(frozen=True)
@@ -117,6 +122,7 @@ class DiscoverReport:
     columns: int = 0
     evidence: list[ColumnEvidence] = field(default_factory=list)
     findings: list[DiscoverFinding] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # said once, not findings
 
     @property
     def violations(self) -> list[DiscoverFinding]:
@@ -138,9 +144,22 @@ class DiscoverReport:
             "tables": self.tables,
             "columns": self.columns,
             "violations": len(self.violations),
+            "notes": self.notes,
             "findings": [f.as_dict() for f in self.findings],
             "personal_data": [e.as_dict() for e in self.evidence],
         }
+
+    def render_text(self) -> str:
+        """The report for a terminal or a CI log: findings with their suggestions, then the
+        summary."""
+        lines: list[str] = []
+        for f in self.findings:
+            lines.append(f"{f.severity:9} {f.kind:18} {f.message}")
+            if f.suggestion:
+                lines.extend("    " + line for line in f.suggestion.splitlines())
+        lines.extend(f"note      {n}" for n in self.notes)
+        lines.append(self.summary())
+        return "\n".join(lines)
 
 
 def safe_url(url: str) -> str:
@@ -158,6 +177,33 @@ def _driver(url: str) -> str:
     return f"{parsed.get_backend_name()}+{parsed.get_driver_name()}"
 
 
+def _store_url(store: Datastore) -> str | None:
+    """The datastore's URL, None when it has none or needs an environment variable not set."""
+    try:
+        return store.resolved_url()
+    except TrothError:
+        return None
+
+
+def _same_database(annotated: str | None, url: str) -> bool:
+    """Both URLs name the same database (drivers and passwords aside)."""
+    if annotated is None:
+        return False
+    try:
+        a, b = make_url(annotated), make_url(url)
+    except ArgumentError:
+        return annotated == url
+    if a.get_backend_name() != b.get_backend_name():
+        return False
+    if a.get_backend_name() == "sqlite":
+        return _sqlite_path(a.database) == _sqlite_path(b.database)
+    return (a.host, a.port, a.database, a.username) == (b.host, b.port, b.database, b.username)
+
+
+def _sqlite_path(database: str | None) -> str:
+    return str(Path(database).resolve()) if database else ""
+
+
 def choose_store(datasets: Datasets, url: str, store_id: str | None) -> Datastore:
     """The annotated datastore that describes the database at ``url``."""
     sql = [s for s in datasets.datastores if s.kind != "troth"]
@@ -169,7 +215,7 @@ def choose_store(datasets: Datasets, url: str, store_id: str | None) -> Datastor
                 + ", ".join(s.id for s in sql)
             )
         return found
-    same = [s for s in sql if s.resolved_url() == url]
+    same = [s for s in sql if _same_database(_store_url(s), url)]
     if len(same) == 1:
         return same[0]
     if len(sql) == 1:
@@ -202,10 +248,24 @@ def discover_database(
             f"DATABASE_URL: {shown!r}: driver {driver} is not installed{missing}"
         ) from None
     database = engine.url.database or ""
-    on_disk = engine.url.get_backend_name() == "sqlite" and database not in ("", ":memory:")
-    if on_disk and not Path(database).is_file():  # never create an empty database
-        raise ScanError(f"{shown}: no such database file")
+    if engine.url.get_backend_name() == "sqlite":
+        if database in ("", ":memory:") or database.startswith("file::memory:"):
+            engine.dispose()
+            raise ScanError(
+                f"DATABASE_URL: {shown!r} is a new in-memory SQLite database, empty by "
+                "definition; give the database file, e.g. sqlite:////srv/app/app.db"
+            )
+        if not Path(database).is_file():  # never create an empty database
+            engine.dispose()
+            raise ScanError(f"{shown}: no such database file")
     report = DiscoverReport(shown, store.id if store else None)
+    if store is not None and not _same_database(_store_url(store), url):
+        annotated = _store_url(store)
+        report.notes.append(
+            f"the datastore {store.id} is annotated with "
+            f"{safe_url(annotated) if annotated else 'no URL'}, not {shown}: check that its "
+            "annotations describe this database"
+        )
     try:
         _sample_all(engine, report, sample)
     except SQLAlchemyError as exc:
@@ -229,11 +289,10 @@ def _sample_all(engine: Engine, report: DiscoverReport, sample: int) -> None:
             report.tables += 1
             report.columns += len(columns)
             for name, sql_type in columns:
-                values = [
-                    str(v).strip() for v in _sample_column(conn, table, name, sql_type, sample)
-                ]
+                raw = _sample_column(conn, table, name, sql_type, sample)
+                cells = [c for c in (_cell(name, v) for v in raw) if c]
                 numeric = _kind_of_type(sql_type) == "integer"
-                found = classify_column(table, name, [v for v in values if v], numeric=numeric)
+                found = _classify_cells(table, cells, numeric=numeric)
                 if found is not None:
                     detector, hits, examples, sampled = found
                     report.evidence.append(
@@ -264,34 +323,86 @@ def _sample_column(
     return list(conn.execute(query.limit(sample)).scalars())
 
 
-def _kind_of_type(sql_type: Any) -> Literal["text", "integer"] | None:
+def _kind_of_type(sql_type: Any) -> Literal["text", "integer", "json"] | None:
     if isinstance(sql_type, sa.Integer):
         return "integer"
     if isinstance(sql_type, sa.String | NullType):
         return "text"
+    if isinstance(sql_type, sa.JSON):
+        return "json"
     if type(sql_type).__name__ in ("INET", "CIDR", "CITEXT"):  # PostgreSQL
         return "text"
     return None
+
+
+Cell = list[tuple[str, str]]  # one sampled value: (field name, text) pairs
+
+
+def _cell(column: str, value: Any) -> Cell:
+    """A sampled value as the strings to look at: itself, or the leaves of a JSON document
+    (a JSON column's, or JSON kept as text), each under the key that holds it."""
+    if isinstance(value, str):
+        text = value.strip()
+        if text[:1] in ("{", "[") and len(text) <= MAX_JSON:
+            try:
+                value = json.loads(text)
+            except ValueError:
+                return [(column, text)]
+        else:
+            return [(column, text)] if text else []
+    if isinstance(value, dict | list):
+        leaves: Cell = []
+        _leaves(value, column, leaves, 0)
+        return leaves
+    text = str(value).strip()
+    return [(column, text)] if text else []
+
+
+def _leaves(node: Any, key: str, out: Cell, depth: int) -> None:
+    if len(out) >= MAX_LEAVES or depth > MAX_DEPTH:
+        return
+    if isinstance(node, dict):
+        for k, v in node.items():
+            _leaves(v, str(k), out, depth + 1)
+    elif isinstance(node, list):
+        for v in node:
+            _leaves(v, key, out, depth + 1)
+    elif isinstance(node, str | int) and not isinstance(node, bool):
+        text = str(node).strip()
+        if text:
+            out.append((key, text))
 
 
 def classify_column(
     table: str, column: str, values: list[str], *, numeric: bool = False
 ) -> tuple[Detector, int, tuple[str, ...], int] | None:
     """The detector most values agree on, with its hits, masked examples and sample size."""
-    if not values:
+    return _classify_cells(table, [[(column, v)] for v in values if v], numeric=numeric)
+
+
+def _classify_cells(
+    table: str, cells: list[Cell], *, numeric: bool = False
+) -> tuple[Detector, int, tuple[str, ...], int] | None:
+    """A value counts for a detector when it, or a leaf of its JSON, matches in a field the
+    detector looks at (names only under a key that says it holds one)."""
+    if not cells:
         return None
     best: tuple[Detector, int, tuple[str, ...], int] | None = None
     for detector in DETECTORS:
         if numeric and not detector.numeric:
             continue
-        if not detector.applies(table, column):
-            continue
-        hits = [v for v in values if detector.matches(v)]
-        if len(hits) < MIN_HITS or len(hits) / len(values) < MIN_RATIO:
+        hits: list[str] = []
+        for cell in cells:
+            hit = next(
+                (v for f, v in cell if detector.applies(table, f) and detector.matches(v)), None
+            )
+            if hit is not None:
+                hits.append(hit)
+        if len(hits) < MIN_HITS or len(hits) / len(cells) < MIN_RATIO:
             continue
         if best is None or len(hits) > best[1]:
             examples = tuple(dict.fromkeys(mask(detector.kind, v) for v in hits))[:EXAMPLES]
-            best = (detector, len(hits), examples, len(values))
+            best = (detector, len(hits), examples, len(cells))
     return best
 
 
