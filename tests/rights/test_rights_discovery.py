@@ -112,6 +112,21 @@ def test_package_readme_in_german(world: World) -> None:
         readme = archive.read("README.md").decode()
     assert "Ihre personenbezogenen Daten" in readme
     assert "Kontodaten" in readme
+    # the legal basis and how long data is kept read as in the German policy, not as codes
+    assert "Art. 6 Abs. 1 lit. b DSGVO" in readme
+    assert "6 Monate" in readme
+    assert "P6M" not in readme
+
+
+def test_package_readme_states_bases_and_periods_in_words(world: World) -> None:
+    engine = world.engine()
+    found = engine.access({"email": [ALEX["email"]]})
+    with zipfile.ZipFile(io.BytesIO(engine.package(found, "en"))) as archive:
+        readme = archive.read("README.md").decode()
+    assert "Art. 6(1)(b) GDPR" in readme
+    assert "6 months" in readme
+    assert "P6M" not in readme
+    assert "P2Y" not in readme
 
 
 def test_troth_own_store_is_searched_by_the_account_ref_found_on_the_way(world: World) -> None:

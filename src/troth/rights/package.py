@@ -19,6 +19,8 @@ from typing import Any
 from troth.policy.model import Policy
 from troth.policy.types import text_for
 from troth.policy.vocabulary import vocabulary
+from troth.render.document import legal_article
+from troth.render.i18n import available_locales, translator
 from troth.rights.connectors import Connector
 from troth.rights.engine import Discovery
 
@@ -102,14 +104,17 @@ def build_package(
     vocab = vocabulary()
     # category -> purpose title -> (legal bases, retention periods) of its activities
     uses: dict[str, dict[str, tuple[dict[str, None], dict[str, None]]]] = {}
+    # in the words of the rendered policy: "Art. 6(1)(b) GDPR", "6 months"
+    words_of = translator(lang if lang in available_locales() else "en", default)
     for purpose, activity in policy.activities():
         term = vocab.lookup("legal_basis", activity.basis)
-        basis = term.label if term else activity.basis
+        label = term.label if term else activity.basis
+        basis = f"{legal_article(activity.basis, words_of)}, {label}"
         for cid in activity.categories:
             bases, kept = uses.setdefault(cid, {}).setdefault(t(purpose.title), ({}, {}))
             bases[basis] = None
             if activity.retention:
-                kept[str(activity.retention.period)] = None
+                kept[words_of.duration(activity.retention.period)] = None
     used_for: dict[str, list[str]] = {}
     for cid, purposes in uses.items():
         for title, (bases, kept) in purposes.items():
