@@ -154,16 +154,7 @@ def admin_router(
     def secure(request: Request) -> bool:
         return is_https(request.scope, trust_forwarded_proto)
 
-    def render(
-        request: Request,
-        template: str,
-        title: str,
-        principal: Principal | None = None,
-        status: int = 200,
-        headers: Mapping[str, str] | None = None,
-        **context: Any,
-    ) -> HTMLResponse:
-        return render_admin(request, template, title, principal, status, headers, **context)
+    render = render_admin
 
     def login_page(
         request: Request,
