@@ -213,3 +213,81 @@ def test_lint_requires_a_basis_for_aggregate_counting_and_a_retention(minimal_va
 
     codes = {f.code for f in lint(minimal_variant(edit))}
     assert {"T016", "T017"} <= codes
+
+
+def _events_named(conn, prefix):
+    return conn.execute(
+        select(func.count())
+        .select_from(tracking_events)
+        .where(tracking_events.c.name.like(f"{prefix}%"))
+    ).scalar_one()
+
+
+def test_durable_hits_of_concurrent_requests_share_one_commit_and_its_failure(engine):
+    """Hits waiting while the writer is busy go into one transaction; when it fails, every
+    request whose hits were in it fails and none is acknowledged; the next group commits."""
+    seen: list[int] = []  # tracking_events rows each failing transaction would have committed
+
+    def finish(conn):
+        if conn.execute(
+            select(func.count())
+            .select_from(tracking_events)
+            .where(tracking_events.c.name == "poison")
+        ).scalar_one():
+            seen.append(_events_named(conn, "wave1"))
+            raise RuntimeError("the commit failed")
+
+    at = dt.datetime.now(dt.UTC)
+
+    def hits(name, n=2):
+        return [Hit("analytics_sdk", "event", True, at, name=name, visitor="c:1")] * n
+
+    async def run():
+        writer = BatchWriter(engine, finish=finish)
+        writer.start()
+        recorder = Recorder(engine, writer)
+        busy, release = asyncio.Event(), asyncio.Event()
+        loop = asyncio.get_running_loop()
+
+        def hold(_conn):  # keeps the writer busy while the requests below arrive
+            loop.call_soon_threadsafe(busy.set)
+            asyncio.run_coroutine_threadsafe(release.wait(), loop).result(10)
+
+        try:
+            holding = asyncio.create_task(writer.submit(hold))
+            await busy.wait()
+            wave1 = [asyncio.create_task(recorder.durable(hits(f"wave1_{i}"))) for i in range(5)]
+            wave1.append(
+                asyncio.create_task(recorder.durable(hits("wave1_poison", 1) + hits("poison", 1)))
+            )
+            await asyncio.sleep(0.05)
+            assert not any(t.done() for t in wave1)  # nobody acknowledged before the commit
+            release.set()
+            await holding
+            outcomes1 = await asyncio.gather(*wave1, return_exceptions=True)
+            wave2 = await asyncio.gather(
+                *(recorder.durable(hits(f"wave2_{i}")) for i in range(3)), return_exceptions=True
+            )
+        finally:
+            await writer.stop()
+        return outcomes1, wave2
+
+    outcomes1, wave2 = asyncio.run(run())
+    assert [type(o) for o in outcomes1] == [RuntimeError] * 6
+    # one transaction held all eleven hits of wave 1 (and failed again when retried alone)
+    assert seen == [11, 11]
+    assert wave2 == [None, None, None]
+    with engine.connect() as conn:
+        assert _events_named(conn, "wave1") == 0
+        assert _events_named(conn, "poison") == 0
+        assert _events_named(conn, "wave2") == 6
+        counts = (
+            conn.execute(
+                select(tracking_aggregates.c.count).where(
+                    tracking_aggregates.c.tech_id == "analytics_sdk"
+                )
+            )
+            .scalars()
+            .all()
+        )
+    assert counts == [6]  # one aggregated row, counting only what was committed

@@ -19,7 +19,7 @@ from sqlalchemy import Connection, Engine
 
 from troth.store.engine import writing
 
-__all__ = ["BatchWriter"]
+__all__ = ["BatchWriter", "Work"]
 
 Work = Callable[[Connection], Any]
 

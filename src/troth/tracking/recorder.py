@@ -11,15 +11,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import threading
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import Connection, Engine, insert
 from sqlalchemy.dialects import postgresql, sqlite
 
-from troth.store.batch import BatchWriter
+from troth.store.batch import BatchWriter, Work
 from troth.store.tables import tracking_aggregates, tracking_events
 
 __all__ = ["Hit", "Recorder"]
@@ -39,6 +40,46 @@ class Hit:
     props: dict[str, Any] = field(default_factory=dict)
 
 
+class _Group:
+    """Durable hits of concurrent requests, written as one job of the group-commit writer
+    (submitted when the group opens; ``outcome`` is that job's). Requests join it on the
+    event loop until the writer's thread starts the job, which closes the group; both under
+    ``lock``, so what is written is exactly what joined."""
+
+    def __init__(
+        self,
+        hits: list[Hit],
+        lock: threading.Lock,
+        write: Callable[[Connection, Sequence[Hit]], int],
+        submit: Callable[[Work], Coroutine[Any, Any, Any]],
+    ) -> None:
+        self.hits = hits
+        self.closed = False
+        self._lock = lock
+        self._write = write
+        self.outcome: asyncio.Future[Any] = asyncio.ensure_future(submit(self._run))
+        self.outcome.add_done_callback(_retrieve)
+
+    def join(self, hits: Sequence[Hit], most: int) -> bool:
+        """Add ``hits`` unless the group is closed or would grow beyond ``most``; call with
+        the lock held."""
+        if self.closed or len(self.hits) + len(hits) > most:
+            return False
+        self.hits.extend(hits)
+        return True
+
+    def _run(self, conn: Connection) -> int:
+        with self._lock:
+            self.closed = True  # a retry by the writer runs this again: the same hits
+        return self._write(conn, self.hits)
+
+
+def _retrieve(future: asyncio.Future[Any]) -> None:
+    # every waiter sees the outcome; this only keeps asyncio from reporting it as unread
+    if not future.cancelled():
+        future.exception()
+
+
 class Recorder:
     def __init__(
         self,
@@ -48,9 +89,13 @@ class Recorder:
         buffer: int = 20_000,
         flush_size: int = 500,
         flush_every: float = 0.5,
+        group_max: int = 5_000,
     ) -> None:
         self.engine = engine
         self.writer = writer
+        self._lock = threading.Lock()  # the open group of durable hits: joined / closed
+        self._group: _Group | None = None
+        self._group_max = group_max  # durable hits per group (one request may exceed it)
         self._buffer: deque[Hit] = deque(maxlen=buffer)
         self.dropped = 0  # best-effort hits lost to a full buffer since this process started
         self._flush_size = flush_size
@@ -68,9 +113,21 @@ class Recorder:
     # --- the two ways in -----------------------------------------------------------------
 
     async def durable(self, hits: Sequence[Hit]) -> None:
-        """Returns once the hits are committed."""
-        if hits:
-            await self.writer.submit(lambda conn: self.write(conn, hits))
+        """Returns once the hits are committed; raises if the transaction holding them failed.
+
+        Hits of concurrent requests are coalesced: they join the one open group, which is a
+        single job for the group-commit writer (one multi-row insert, one aggregated
+        upsert). The group closes when the writer starts on it; later hits open the next
+        group. Every request of a group waits for that group's one outcome, so none is
+        acknowledged for hits that were rolled back."""
+        if not hits:
+            return
+        with self._lock:
+            group = self._group
+            if group is None or not group.join(hits, self._group_max):
+                group = self._group = _Group(list(hits), self._lock, self.write, self.writer.submit)
+        # one waiter cancelled (its client went away) must not cancel the others' write
+        await asyncio.shield(group.outcome)
 
     def best_effort(self, hits: Sequence[Hit]) -> None:
         """Returns at once; the hits are written within ``flush_every`` seconds."""

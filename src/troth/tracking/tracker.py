@@ -68,14 +68,23 @@ class Tracker:
             for key in [k for k in self._cache if k[0] == visitor]:
                 del self._cache[key]
 
+    def cached(self, req: Request) -> frozenset[str] | None:
+        """What :meth:`allowed` would answer from its cache, without reading the ledger;
+        None when the cache does not hold this person's consent (or it is stale)."""
+        key = (req.visitor, req.subject_hash, req.jurisdiction, req.gpc)
+        with self._lock:
+            found = self._cache.get(key)
+        if found is not None and time.monotonic() - found[0] < self._ttl:
+            return found[1]
+        return None
+
     def allowed(self, req: Request) -> frozenset[str]:
         """The consent categories this person allows now (cached for a few seconds)."""
         key = (req.visitor, req.subject_hash, req.jurisdiction, req.gpc)
         now = time.monotonic()
-        with self._lock:
-            found = self._cache.get(key)
-            if found is not None and now - found[0] < self._ttl:
-                return found[1]
+        found = self.cached(req)
+        if found is not None:
+            return found
         try:
             if req.subject_hash is not None:
                 state = self.ledger.effective_hashed(req.subject_hash, req.jurisdiction, req.gpc)
@@ -106,8 +115,47 @@ class Tracker:
         props: dict[str, Any] | None = None,
         at: dt.datetime | None = None,
     ) -> tuple[HitDecision, Hit | None]:
+        """Decide a hit and make what may be kept of it (may read the database)."""
+        made = self._hit(
+            tech_id, req, self.allowed(req), True, kind, name, campaign, page, props, at
+        )
+        assert made is not None  # with the database at hand, a hit is always decided
+        return made
+
+    def hit_cached(
+        self,
+        tech_id: str,
+        req: Request,
+        *,
+        kind: str,
+        name: str = "",
+        campaign: str = "",
+        page: str = "",
+        props: dict[str, Any] | None = None,
+        at: dt.datetime | None = None,
+    ) -> tuple[HitDecision, Hit | None] | None:
+        """:meth:`hit` without touching the database, for the event loop: None when deciding
+        would need it (consent not cached, or the day's salt for a visitor without a
+        consented id); then call :meth:`hit` on a worker thread."""
+        allowed = self.cached(req)
+        if allowed is None:
+            return None
+        return self._hit(tech_id, req, allowed, False, kind, name, campaign, page, props, at)
+
+    def _hit(
+        self,
+        tech_id: str,
+        req: Request,
+        allowed: frozenset[str],
+        may_read: bool,
+        kind: str,
+        name: str,
+        campaign: str,
+        page: str,
+        props: dict[str, Any] | None,
+        at: dt.datetime | None,
+    ) -> tuple[HitDecision, Hit | None] | None:
         tech = self.technology(tech_id)
-        allowed = self.allowed(req)
         decision = decide_hit(tech, allowed, required=self.required, dnt=req.dnt)
         if decision.outcome == "drop":
             return decision, None
@@ -119,8 +167,10 @@ class Tracker:
             visitor = mail_visitor(req.subject_hash)
         elif req.visitor is not None and "analytics" in allowed:
             visitor = consented_visitor(self.ledger.hash(req.visitor))
-        else:
+        elif may_read:
             visitor = self.salts.visitor(at.date(), prefix, req.user_agent)
+        else:
+            return None  # the day's salt may have to be read (or made) first
         return decision, Hit(
             tech.id,
             kind,

@@ -166,6 +166,19 @@ def _oops(where: str, exc: BaseException) -> None:
     print(f"troth: {where} failed ({type(exc).__name__})", file=sys.stderr)
 
 
+async def _decide(
+    tracker: Tracker, tech_id: str, person: Request, *, kind: str, campaign: str, page: str = ""
+) -> tuple[HitDecision, Hit | None]:
+    """Decide one hit on the event loop when the person's consent is cached (no I/O), else
+    on a worker thread (the ledger is read)."""
+    made = tracker.hit_cached(tech_id, person, kind=kind, campaign=campaign, page=page)
+    if made is not None:
+        return made
+    return await run_in_threadpool(
+        tracker.hit, tech_id, person, kind=kind, campaign=campaign, page=page
+    )
+
+
 async def _record(tracker: Tracker, hits: Sequence[tuple[Hit, bool]]) -> None:
     """Durable hits are awaited until committed, then the best-effort ones are buffered (so
     a failed durable write can be retried by the client without double-counting)."""
@@ -235,13 +248,8 @@ def tracking_router(rate_per_minute: int = 600) -> APIRouter:
             subject_hash=subject_hash,
         )
         try:
-            _decision, hit = await run_in_threadpool(
-                tracker.hit,
-                tech.id,
-                person,
-                kind=k,
-                campaign=campaign,
-                page=_referer_path(request),
+            _decision, hit = await _decide(
+                tracker, tech.id, person, kind=k, campaign=campaign, page=_referer_path(request)
             )
             if hit is not None:
                 await _record(tracker, [(hit, tech.delivery == "durable")])
@@ -300,22 +308,24 @@ def tracking_router(rate_per_minute: int = 600) -> APIRouter:
             jurisdiction=batch.jurisdiction,
         )
 
+        def fields(e: EventIn) -> dict[str, Any]:
+            page = e.page.split("#", 1)[0]
+            return {"kind": "event", "name": e.name, "campaign": e.campaign, "page": page}
+
         def decide() -> list[tuple[HitDecision, Hit | None]]:
             return [
-                tracker.hit(
-                    e.tech,
-                    person,
-                    kind="event",
-                    name=e.name,
-                    campaign=e.campaign,
-                    page=e.page.split("#", 1)[0],
-                    props=dict(e.props),
-                )
-                for e in batch.events
+                tracker.hit(e.tech, person, props=dict(e.props), **fields(e)) for e in batch.events
             ]
 
         try:
-            decided = await run_in_threadpool(decide)
+            # on the event loop when the person's consent is cached; else on a worker thread
+            quick = [
+                tracker.hit_cached(e.tech, person, props=dict(e.props), **fields(e))
+                for e in batch.events
+            ]
+            decided = [d for d in quick if d is not None]
+            if len(decided) < len(quick):
+                decided = await run_in_threadpool(decide)
             await _record(
                 tracker, [(hit, durable[hit.tech_id]) for _d, hit in decided if hit is not None]
             )
@@ -361,8 +371,8 @@ def tracking_router(rate_per_minute: int = 600) -> APIRouter:
                 subject_hash=claims.recipient or None,
             )
             try:
-                _decision, hit = await run_in_threadpool(
-                    tracker.hit,
+                _decision, hit = await _decide(
+                    tracker,
                     tech.id,
                     person,
                     kind="click",
