@@ -709,6 +709,32 @@ def test_a_valid_batch_is_decided_event_by_event(site: Site) -> None:
     ] == [("page_pixel", "event", "none", 1)]
 
 
+def test_a_withdrawal_right_after_a_cached_decision_is_seen_by_the_next_hit(site: Site) -> None:
+    """The tracker caches consent for a few seconds (and then decides without a database
+    read); a choice recorded through this server must still apply to the very next hit."""
+    visitor = new_visitor()
+    campaign = f"w-{uuid.uuid4().hex[:8]}"
+    site.consent(visitor, "given", "eu")
+    beacon = {
+        "events": [{"tech": "analytics_sdk", "name": "signup", "campaign": campaign}],
+        "visitor": visitor,
+        "jurisdiction": "eu",
+    }
+    for _ in range(2):  # the second is decided from the cache
+        r = site.client.post("/t/e", json=beacon)
+        assert r.status_code == 202, r.text
+        assert r.json() == {"accepted": 1, "counted": 0, "dropped": 0}
+    site.consent(visitor, "refused", "eu")  # withdraws what was given
+    r = site.client.post("/t/e", json=beacon)
+    assert r.status_code == 202, r.text
+    assert r.json() == {"accepted": 0, "counted": 0, "dropped": 1}
+    pixel = site.client.get(f"/t/p/ad_pixel.gif?c={campaign}&j=eu", headers=consent_cookie(visitor))
+    assert pixel.content == PIXEL
+    site.flush()
+    assert len(site.events(campaign)) == 2
+    assert [(a["tech_id"], a["count"]) for a in site.aggregates(campaign)] == [("analytics_sdk", 2)]
+
+
 # --- rate limits per client network -------------------------------------------------------
 
 with warnings.catch_warnings():
