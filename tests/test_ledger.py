@@ -280,3 +280,53 @@ def test_one_failing_write_does_not_sink_its_batch(ledger, engine):
     assert ok1["receipt_id"] != ok2["receipt_id"]
     with engine.connect() as conn:
         assert conn.execute(select(func.count()).select_from(consent_events)).scalar() == 2
+
+
+def test_effective_many_answers_as_effective_hashed_for_each_subject(engine, seed, seed_variant):
+    v1 = ledger_for(engine, seed.policy)
+    given, refused, withdrawn, expired, undecided = (visitor() for _ in range(5))
+    v1.record(change(given, analytics="given", preferences="given"))
+    v1.record(change(refused, analytics="refused", advertising="refused"))
+    v1.record(change(withdrawn, advertising="given"))
+    v1.record(change(withdrawn, advertising="refused"))
+    v1.record(change(expired, advertising="given", analytics="given"))
+    ledger = ledger_for(engine, load_policy(seed_variant(_add_ad_cookie)).policy)
+    hashes = [ledger.hash(v) for v in (given, refused, withdrawn, expired, undecided)]
+    statuses = set()
+    for jurisdiction, gpc in [(None, False), ("eu", True), ("us_ca", False), ("us_ca", True)]:
+        many = ledger.effective_many(hashes + hashes[:2], jurisdiction, gpc)
+        assert list(many) == hashes  # each subject once, none missing
+        for h in hashes:
+            one = ledger.effective_hashed(h, jurisdiction, gpc)
+            assert many[h] == one
+            statuses.update(s.status for s in one.categories.values())
+    assert statuses >= {"given", "refused", "withdrawn", "expired", "undecided"}
+    assert not ledger.effective_many([hashes[3]], "us_ca", True)[hashes[3]].allowed(
+        "advertising"
+    )  # GPC refuses where the law makes it an opt-out
+    assert ledger.effective_many([], "eu") == {}
+    with pytest.raises(ConsentError, match="jurisdiction: 'mars' is not declared"):
+        ledger.effective_many(hashes, "mars")
+
+
+def test_effective_many_reads_in_one_query(ledger, engine):
+    from sqlalchemy import event
+
+    subjects = [visitor() for _ in range(40)]
+    for v in subjects[:20]:
+        ledger.record(change(v, analytics="given"))
+    statements: list[str] = []
+
+    def count(conn, cursor, statement, *args):
+        if "consent_current" in statement:
+            statements.append(statement)
+
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        many = ledger.effective_many([ledger.hash(v) for v in subjects], "eu")
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+    assert len(statements) == 1
+    assert [many[ledger.hash(v)].allowed("analytics") for v in subjects] == [True] * 20 + [
+        False
+    ] * 20

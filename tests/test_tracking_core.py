@@ -6,6 +6,8 @@ import asyncio
 import datetime as dt
 import json
 import os
+import threading
+import time
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -291,3 +293,176 @@ def test_durable_hits_of_concurrent_requests_share_one_commit_and_its_failure(en
             .all()
         )
     assert counts == [6]  # one aggregated row, counting only what was committed
+
+
+def _tracker(engine, seed, tmp_path, cache_seconds=5.0):
+    from troth.consent.ledger import ConsentLedger
+    from troth.consent.receipts import ReceiptSigner
+    from troth.consent.versions import publish
+    from troth.keyring.subjects import SubjectHasher
+    from troth.policy.compiled import compile_policy
+    from troth.tracking.tracker import Tracker
+
+    ledger = ConsentLedger(
+        engine,
+        seed.policy,
+        publish(engine, seed.policy),
+        SubjectHasher(b"k" * 32),
+        ReceiptSigner(Ed25519PrivateKey.generate()),
+        audit_log(tmp_path),
+    )
+    recorder = Recorder(engine, BatchWriter(engine))  # never started: nothing is recorded
+    return Tracker(
+        compile_policy(seed.policy),
+        ledger,
+        DailySalts(engine),
+        LinkSigner(b"k" * 32),
+        recorder,
+        cache_seconds=cache_seconds,
+    )
+
+
+def _choose(ledger, subject, **choices):
+    from troth.consent.ledger import ConsentChange
+
+    ledger.record(ConsentChange(subject, choices, "api", "en", "1.1.0"))
+
+
+def _consent_reads(engine):
+    from sqlalchemy import event
+
+    statements: list[str] = []
+
+    def count(conn, cursor, statement, *args):
+        if "consent_current" in statement:
+            statements.append(statement)
+
+    event.listen(engine, "before_cursor_execute", count)
+    return statements
+
+
+def test_concurrent_consent_cache_misses_share_one_read(engine, seed, tmp_path):
+    from troth.tracking.tracker import Request
+
+    tracker = _tracker(engine, seed, tmp_path)
+    ledger = tracker.ledger
+    people = [f"visitor-{i:02d}-abcdefghij" for i in range(30)]
+    for v in people[:10]:
+        _choose(ledger, v, analytics="given")
+    for v in people[10:20]:
+        _choose(ledger, v, analytics="refused", advertising="given")
+    mail = ledger.hash("mail-reader.example.org")
+    _choose(ledger, "mail-reader.example.org", advertising="given")
+    requests = [Request(ip="203.0.113.9", visitor=v) for v in people]
+    requests += [
+        Request(ip="", subject_hash=mail),
+        Request(ip="203.0.113.9", visitor=people[0], jurisdiction="us_ca", gpc=True),
+        Request(ip="203.0.113.9", visitor=people[25], jurisdiction="us_ca"),
+        Request(ip="203.0.113.9"),  # nobody: nothing to read
+    ]
+    # what each person allows, read one at a time by a worker with an empty cache
+    expected = [_tracker(engine, seed, tmp_path).allowed(r) for r in requests]
+    assert expected[0] >= {"analytics"}
+    assert "analytics" not in expected[10]
+    assert "advertising" in expected[10]
+    assert "advertising" in expected[30]
+    assert "advertising" not in expected[31]
+    assert "analytics" in expected[32]
+
+    real = ledger.effective_many
+    started, release = threading.Event(), threading.Event()
+
+    def first_waits(hashes, jurisdiction=None, gpc=False):
+        started.set()
+        release.wait(10)
+        return real(hashes, jurisdiction, gpc)
+
+    async def together():
+        # a first miss is being read while the others arrive: they share the next read
+        ledger.effective_many = first_waits
+        first = asyncio.ensure_future(tracker.allowed_shared(Request(ip="", visitor="x" * 20)))
+        await asyncio.get_running_loop().run_in_executor(None, started.wait, 10)
+        ledger.effective_many = real
+        others = asyncio.gather(*(tracker.allowed_shared(r) for r in requests))
+        await asyncio.sleep(0.05)
+        assert reads == []  # nothing read while the first read runs
+        release.set()
+        await first
+        return await others
+
+    reads = _consent_reads(engine)
+    assert asyncio.run(together()) == expected
+    # one query per (jurisdiction, GPC) asked for: the default, us_ca with GPC, us_ca
+    assert len(reads) == 4  # the first miss's, then 3 for all the others
+    reads.clear()
+    assert asyncio.run(together()) == expected  # from the cache: no read at all
+    assert reads == []
+
+
+def test_shared_reads_keep_the_staleness_bound_and_see_this_workers_changes(engine, seed, tmp_path):
+    from troth.tracking.tracker import Request
+
+    tracker = _tracker(engine, seed, tmp_path, cache_seconds=0.3)
+    ledger = tracker.ledger
+    v = "visitor-stale-abcdefghij"
+    person = Request(ip="203.0.113.9", visitor=v)
+
+    async def allowed():
+        return (await asyncio.gather(tracker.allowed_shared(person)))[0]
+
+    assert "analytics" not in asyncio.run(allowed())
+    _choose(ledger, v, analytics="given")  # by another worker: this one is not told
+    assert "analytics" not in asyncio.run(allowed())  # cached, for at most cache_seconds
+    time.sleep(0.35)
+    assert "analytics" in asyncio.run(allowed())
+    _choose(ledger, v, analytics="refused")  # by this worker: seen at once
+    tracker.forget(v)
+    assert "analytics" not in asyncio.run(allowed())
+
+
+def test_a_failed_shared_read_fails_every_request_in_it_and_the_next_reads_again(
+    engine, seed, tmp_path
+):
+    from troth.tracking.tracker import Request
+
+    tracker = _tracker(engine, seed, tmp_path)
+    ledger = tracker.ledger
+    real = ledger.effective_many
+    calls: list[int] = []
+    started, release = threading.Event(), threading.Event()
+
+    def second_fails(hashes, jurisdiction=None, gpc=False):
+        calls.append(len(list(hashes)))
+        if len(calls) == 1:  # a first read, running while the others arrive
+            started.set()
+            release.wait(10)
+        if len(calls) == 2:
+            raise RuntimeError("the database went away")
+        return real(hashes, jurisdiction, gpc)
+
+    ledger.effective_many = second_fails
+    people = [Request(ip="", visitor=f"visitor-{i:02d}-abcdefghij") for i in range(5)]
+
+    async def together():
+        first = asyncio.ensure_future(tracker.allowed_shared(Request(ip="", visitor="x" * 20)))
+        await asyncio.get_running_loop().run_in_executor(None, started.wait, 10)
+        others = asyncio.gather(
+            *(tracker.allowed_shared(r) for r in people), return_exceptions=True
+        )
+        await asyncio.sleep(0.05)
+        release.set()
+        await first
+        return await others
+
+    failed = asyncio.run(together())
+    assert len(failed) == 5
+    assert all(isinstance(r, RuntimeError) for r in failed)
+    assert all(tracker.cached(r) is None for r in people)  # a failure is not remembered
+
+    async def again():
+        return await asyncio.gather(*(tracker.allowed_shared(r) for r in people))
+
+    for allowed in asyncio.run(again()):
+        assert "analytics" not in allowed  # undecided under the default (opt-in) jurisdiction
+    assert calls[:2] == [1, 5]
+    assert sum(calls[2:]) == 5

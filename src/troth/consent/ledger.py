@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -86,6 +87,9 @@ class Effective:
         }
 
 
+_MANY_CHUNK = 1000  # subjects per IN (...) list of effective_many
+
+
 def _iso(moment: dt.datetime) -> str:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=dt.UTC)
@@ -136,6 +140,13 @@ class ConsentLedger:
             consent_current.c.policy_version,
             consent_current.c.updated_at,
         ).where(consent_current.c.subject_hash == bindparam("h"))
+        self._current_of_many = select(
+            consent_current.c.subject_hash,
+            consent_current.c.category,
+            consent_current.c.status,
+            consent_current.c.policy_version,
+            consent_current.c.updated_at,
+        ).where(consent_current.c.subject_hash.in_(bindparam("hs", expanding=True)))
 
     # --- validation --------------------------------------------------------------------
 
@@ -307,6 +318,24 @@ class ConsentLedger:
             self.jurisdiction(jurisdiction),
             gpc,
         )
+
+    def effective_many(
+        self, subject_hashes: Iterable[str], jurisdiction: str | None = None, gpc: bool = False
+    ) -> dict[str, Effective]:
+        """:meth:`effective_hashed` for many subjects at once, in one query (per
+        ``_MANY_CHUNK`` subjects); every subject asked for is in the answer."""
+        hashes = list(dict.fromkeys(subject_hashes))
+        where = self.jurisdiction(jurisdiction)
+        rows_of: dict[str, list[tuple[str, str, str, dt.datetime]]] = {h: [] for h in hashes}
+        if hashes:
+            with self._reader.connect() as conn:
+                for start in range(0, len(hashes), _MANY_CHUNK):
+                    chunk = hashes[start : start + _MANY_CHUNK]
+                    for r in conn.execute(self._current_of_many, {"hs": chunk}):
+                        rows_of[r.subject_hash].append(
+                            (r.category, r.status, r.policy_version, r.updated_at)
+                        )
+        return {h: self.effective_from_rows(rows, where, gpc) for h, rows in rows_of.items()}
 
     def effective_from_rows(
         self,

@@ -169,11 +169,19 @@ def _oops(where: str, exc: BaseException) -> None:
 async def _decide(
     tracker: Tracker, tech_id: str, person: Request, *, kind: str, campaign: str, page: str = ""
 ) -> tuple[HitDecision, Hit | None]:
-    """Decide one hit on the event loop when the person's consent is cached (no I/O), else
-    on a worker thread (the ledger is read)."""
+    """Decide one hit on the event loop; the person's consent comes from the cache or from a
+    read shared with concurrent requests. Only a visitor without a consented id, whose day's
+    salt may have to be read, is decided on a worker thread."""
     made = tracker.hit_cached(tech_id, person, kind=kind, campaign=campaign, page=page)
     if made is not None:
         return made
+    if tracker.cached(person) is None:
+        allowed = await tracker.allowed_shared(person)
+        made = tracker.hit_allowed(
+            tech_id, person, allowed, kind=kind, campaign=campaign, page=page
+        )
+        if made is not None:
+            return made
     return await run_in_threadpool(
         tracker.hit, tech_id, person, kind=kind, campaign=campaign, page=page
     )
@@ -318,9 +326,11 @@ def tracking_router(rate_per_minute: int = 600) -> APIRouter:
             ]
 
         try:
-            # on the event loop when the person's consent is cached; else on a worker thread
+            # on the event loop (consent cached or read with concurrent requests' misses);
+            # on a worker thread only when the day's salt may have to be read
+            allowed = await tracker.allowed_shared(person)
             quick = [
-                tracker.hit_cached(e.tech, person, props=dict(e.props), **fields(e))
+                tracker.hit_allowed(e.tech, person, allowed, props=dict(e.props), **fields(e))
                 for e in batch.events
             ]
             decided = [d for d in quick if d is not None]
