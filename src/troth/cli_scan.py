@@ -191,12 +191,10 @@ def _datasets_path(datasets: Path | None, policy: Path | None) -> Path | None:
     if datasets is not None:
         return datasets
     from troth.config import Settings
+    from troth.policy.datasets import datasets_beside
 
     configured = Settings().datasets
-    if configured is not None:
-        return configured
-    beside = policy.with_name("datasets.yaml") if policy is not None else None
-    return beside if beside is not None and beside.is_file() else None
+    return configured if configured is not None else datasets_beside(policy)
 
 
 def discover(

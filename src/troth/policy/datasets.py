@@ -79,12 +79,23 @@ __all__ = [
     "IdentityKind",
     "Reference",
     "StoreKind",
+    "datasets_beside",
     "expand_url",
     "load_datasets",
     "parse_datasets",
 ]
 
 IdentityKind = str
+
+
+def datasets_beside(policy_path: Path | None) -> Path | None:
+    """``datasets.yaml`` beside the policy file, if there is one (the default everywhere)."""
+    if policy_path is None:
+        return None
+    beside = policy_path.parent / "datasets.yaml"
+    return beside if beside.is_file() else None
+
+
 ErasureStrategy = Literal["delete", "null", "mask", "keep"]
 StoreKind = Literal["sqlite", "postgresql", "mysql", "troth"]
 STRATEGIES: tuple[str, ...] = ("delete", "null", "mask", "keep")

@@ -16,6 +16,7 @@ from sqlalchemy import Connection, Engine, select
 from troth.audit.log import AuditLog
 from troth.config import Settings
 from troth.consent.ledger import ConsentLedger
+from troth.policy.datasets import datasets_beside
 from troth.policy.model import Policy
 from troth.rights.codes import Sealer
 from troth.rights.delivery import Deliveries, Download
@@ -43,11 +44,7 @@ def datasets_path(settings: Settings, policy_path: Path | None) -> Path | None:
     """``TROTH_DATASETS``, else ``datasets.yaml`` beside the policy if there is one."""
     if settings.datasets is not None:
         return settings.datasets
-    if policy_path is not None:
-        beside = policy_path.parent / "datasets.yaml"
-        if beside.exists():
-            return beside
-    return None
+    return datasets_beside(policy_path)
 
 
 @dataclass

@@ -206,23 +206,25 @@ def transfers_router(services: Services) -> APIRouter:
 
     # --- legal requests -----------------------------------------------------------------
 
-    async def add_request(body: LegalIn, who: Principal) -> Any:
-        return await run(
-            lambda: legal.add(
-                authority=body.authority,
-                country=body.country,
-                reference=body.reference,
-                received=body.received,
-                decision=body.decision,
-                legal_basis=body.legal_basis,
-                categories=body.categories,
-                subjects=body.subjects,
-                actor=_actor(who),
-                recipient=body.recipient,
-                purpose=body.purpose,
-                note=body.note,
-            )
+    def add(body: LegalIn, actor: str) -> Any:
+        """Log a legal request from the API's or the admin form's validated body."""
+        return legal.add(
+            authority=body.authority,
+            country=body.country,
+            reference=body.reference,
+            received=body.received,
+            decision=body.decision,
+            legal_basis=body.legal_basis,
+            categories=body.categories,
+            subjects=body.subjects,
+            actor=actor,
+            recipient=body.recipient,
+            purpose=body.purpose,
+            note=body.note,
         )
+
+    async def add_request(body: LegalIn, who: Principal) -> Any:
+        return await run(lambda: add(body, _actor(who)))
 
     @router.get("/api/legal", summary="Requests from authorities and their holds")
     async def legal_list(_who: Annotated[Principal, Depends(require("legal.manage"))]) -> Response:
@@ -376,20 +378,7 @@ def transfers_router(services: Services) -> APIRouter:
                     "subjects": _form_list(data.get("subjects")),
                 }
             )
-            return legal.add(
-                authority=body.authority,
-                country=body.country,
-                reference=body.reference,
-                received=body.received,
-                decision=body.decision,
-                legal_basis=body.legal_basis,
-                categories=body.categories,
-                subjects=body.subjects,
-                actor=_actor(principal),
-                recipient=body.recipient,
-                purpose=body.purpose,
-                note=body.note,
-            )
+            return add(body, _actor(principal))
 
         return await _after(request, principal, action)
 
