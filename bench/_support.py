@@ -10,12 +10,12 @@ import shutil
 import socket
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 from sqlalchemy import create_engine, text
 
-__all__ = ["BenchError", "as_postgres", "free_port", "log", "postgres_cluster"]
+__all__ = ["BenchError", "as_postgres", "free_port", "log", "postgres_cluster", "print_table"]
 
 
 class BenchError(Exception):
@@ -81,3 +81,18 @@ def postgres_cluster(base: Path, databases: tuple[str, ...]) -> Iterator[tuple[l
             as_postgres([f"{bindir}/pg_ctl", "-D", str(data), "-m", "fast", "stop"]),
             check=False, capture_output=True,
         )  # fmt: skip
+
+
+def print_table(head: Sequence[str], rows: Iterable[Sequence[str]], widths: Sequence[int]) -> None:
+    """The benchmark's Markdown table: figure columns (1-3) right-aligned, the rest left."""
+    print("| " + " | ".join(h.ljust(w) for h, w in zip(head, widths, strict=True)) + " |")
+    print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    for cells in rows:
+        print(
+            "| "
+            + " | ".join(
+                c.rjust(w) if i in (1, 2, 3) else c.ljust(w)
+                for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+            )
+            + " |"
+        )

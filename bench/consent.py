@@ -36,7 +36,7 @@ from pathlib import Path
 
 import httpx
 
-from _support import BenchError, free_port, log, postgres_cluster
+from _support import BenchError, free_port, log, postgres_cluster, print_table
 from troth.consent.ledger import CategoryState, Effective
 from troth.policy.compiled import compile_policy
 from troth.policy.loader import load_policy
@@ -592,18 +592,10 @@ def main() -> int:
     print()
     widths = [47, 10, 10, 7, 24, 3]
     head = ("measure", "troth", "baseline", "ratio", "goal", "met")
-    print("| " + " | ".join(h.ljust(w) for h, w in zip(head, widths, strict=True)) + " |")
-    print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
-    for r in rows:
-        cells = (r.measure, r.troth, r.baseline, r.ratio, r.goal, "yes" if r.met else "NO")
-        print(
-            "| "
-            + " | ".join(
-                c.rjust(w) if i in (1, 2, 3) else c.ljust(w)
-                for i, (c, w) in enumerate(zip(cells, widths, strict=True))
-            )
-            + " |"
-        )
+    cells = [
+        (r.measure, r.troth, r.baseline, r.ratio, r.goal, "yes" if r.met else "NO") for r in rows
+    ]
+    print_table(head, cells, widths)
     for note in notes:
         print(note)
     print(f"\n(bench took {time.perf_counter() - started:.0f}s)")

@@ -34,7 +34,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, text
 
-from _support import BenchError, log, postgres_cluster
+from _support import BenchError, log, postgres_cluster, print_table
 from troth.policy.datasets import parse_datasets
 from troth.policy.loader import load_policy
 from troth.rights.connectors import open_connectors
@@ -366,32 +366,26 @@ def main() -> int:
     print()
     widths = [38, 9, 9, 6, 9, 4]
     head = ("measure", "troth ms", "SQL ms", "ratio", "goal", "met")
-    print("| " + " | ".join(h.ljust(w) for h, w in zip(head, widths, strict=True)) + " |")
-    print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
     labels = {
         "access": "access of one subject",
         "erase": "erasure of one subject",
         "batch": f"batch of {BATCH:,} erasures",
     }
+    table: list[tuple[str, ...]] = []
     for engine_name, pairs in results:
         for key, label in labels.items():
             pair = pairs[key]
-            cells = (
-                f"{engine_name} {label}",
-                f"{statistics.median(pair.troth) * 1000:.2f}",
-                f"{statistics.median(pair.plain) * 1000:.2f}",
-                f"{pair.ratio:.2f}x",
-                f"<= {GOAL}x",
-                "yes" if pair.ratio <= GOAL else "NO",
-            )
-            print(
-                "| "
-                + " | ".join(
-                    c.rjust(w) if i in (1, 2, 3) else c.ljust(w)
-                    for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+            table.append(
+                (
+                    f"{engine_name} {label}",
+                    f"{statistics.median(pair.troth) * 1000:.2f}",
+                    f"{statistics.median(pair.plain) * 1000:.2f}",
+                    f"{pair.ratio:.2f}x",
+                    f"<= {GOAL}x",
+                    "yes" if pair.ratio <= GOAL else "NO",
                 )
-                + " |"
             )
+    print_table(head, table, widths)
     print(f"\n(bench took {time.perf_counter() - started:.0f}s)")
     return 0
 

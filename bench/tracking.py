@@ -37,6 +37,7 @@ import httpx
 from sqlalchemy import Engine, create_engine, text
 
 import consent as c
+from _support import print_table
 
 SEED = c.SEED
 WORKERS = c.WORKERS
@@ -404,18 +405,10 @@ def main() -> int:
     print()
     widths = [47, 10, 10, 7, 24, 3]
     head = ("measure", "troth", "baseline", "ratio", "goal", "met")
-    print("| " + " | ".join(h.ljust(w) for h, w in zip(head, widths, strict=True)) + " |")
-    print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
-    for r in rows:
-        cells = (r.measure, r.troth, r.baseline, r.ratio, r.goal, "yes" if r.met else "NO")
-        print(
-            "| "
-            + " | ".join(
-                cell.rjust(w) if i in (1, 2, 3) else cell.ljust(w)
-                for i, (cell, w) in enumerate(zip(cells, widths, strict=True))
-            )
-            + " |"
-        )
+    cells = [
+        (r.measure, r.troth, r.baseline, r.ratio, r.goal, "yes" if r.met else "NO") for r in rows
+    ]
+    print_table(head, cells, widths)
     for note in notes:
         print(note)
     print(f"\n(bench took {time.perf_counter() - started:.0f}s)")

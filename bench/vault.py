@@ -44,7 +44,7 @@ from sqlalchemy import (
     select,
 )
 
-from _support import BenchError, log, postgres_cluster
+from _support import BenchError, log, postgres_cluster, print_table
 from troth.audit.log import AuditLog
 from troth.keyring.kek import LocalKEK
 from troth.keyring.keys import Keyring
@@ -400,18 +400,11 @@ def main() -> int:
     print()
     widths = [40, 7, 8, 6, 28, 5]
     head = ("measure", "troth", "baseline", "ratio", "goal", "met")
-    print("| " + " | ".join(h.ljust(w) for h, w in zip(head, widths, strict=True)) + " |")
-    print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
-    for row in rows:
-        cells = (row.measure, row.troth, row.baseline, row.ratio, row.goal, row.met)
-        print(
-            "| "
-            + " | ".join(
-                c.rjust(w) if i in (1, 2, 3) else c.ljust(w)
-                for i, (c, w) in enumerate(zip(cells, widths, strict=True))
-            )
-            + " |"
-        )
+    print_table(
+        head,
+        [(row.measure, row.troth, row.baseline, row.ratio, row.goal, row.met) for row in rows],
+        widths,
+    )
     print(f"\n(bench took {time.perf_counter() - started:.0f}s)")
     return 0
 
