@@ -204,26 +204,6 @@ class Tracker:
         assert made is not None  # with the database at hand, a hit is always decided
         return made
 
-    def hit_cached(
-        self,
-        tech_id: str,
-        req: Request,
-        *,
-        kind: str,
-        name: str = "",
-        campaign: str = "",
-        page: str = "",
-        props: dict[str, Any] | None = None,
-        at: dt.datetime | None = None,
-    ) -> tuple[HitDecision, Hit | None] | None:
-        """:meth:`hit` without touching the database, for the event loop: None when deciding
-        would need it (consent not cached, or the day's salt for a visitor without a
-        consented id); then call :meth:`hit` on a worker thread."""
-        allowed = self.cached(req)
-        if allowed is None:
-            return None
-        return self._hit(tech_id, req, allowed, False, kind, name, campaign, page, props, at)
-
     def hit_allowed(
         self,
         tech_id: str,
@@ -237,8 +217,9 @@ class Tracker:
         props: dict[str, Any] | None = None,
         at: dt.datetime | None = None,
     ) -> tuple[HitDecision, Hit | None] | None:
-        """:meth:`hit_cached` with the person's consent already known (from
-        :meth:`allowed_shared`): None when the day's salt may have to be read first."""
+        """:meth:`hit` without touching the database, for the event loop, with the person's
+        consent already known (from :meth:`allowed_shared`): None when the day's salt may have
+        to be read first; then call :meth:`hit` on a worker thread."""
         return self._hit(tech_id, req, allowed, False, kind, name, campaign, page, props, at)
 
     def _hit(

@@ -172,16 +172,10 @@ async def _decide(
     """Decide one hit on the event loop; the person's consent comes from the cache or from a
     read shared with concurrent requests. Only a visitor without a consented id, whose day's
     salt may have to be read, is decided on a worker thread."""
-    made = tracker.hit_cached(tech_id, person, kind=kind, campaign=campaign, page=page)
+    allowed = await tracker.allowed_shared(person)  # no suspension when cached
+    made = tracker.hit_allowed(tech_id, person, allowed, kind=kind, campaign=campaign, page=page)
     if made is not None:
         return made
-    if tracker.cached(person) is None:
-        allowed = await tracker.allowed_shared(person)
-        made = tracker.hit_allowed(
-            tech_id, person, allowed, kind=kind, campaign=campaign, page=page
-        )
-        if made is not None:
-            return made
     return await run_in_threadpool(
         tracker.hit, tech_id, person, kind=kind, campaign=campaign, page=page
     )
